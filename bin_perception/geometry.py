@@ -1,0 +1,117 @@
+"""Geometry on numpy arrays: depth to points, workspace crops, planes, rigid transforms.
+
+Points are (n, 3) float arrays in the camera's optical frame, in metres.
+Quaternions are (x, y, z, w), the order of geometry_msgs/Quaternion.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+WORKSPACE_DOC = "xmin,ymin,zmin,xmax,ymax,zmax in the camera frame, metres"
+
+
+def backproject(depth_m: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Every pixel's 3D point, as an (H, W, 3) array; NaN where the depth is invalid.
+
+    Depth is z along the optical axis (REP 118); zero and non-finite depths are invalid.
+    """
+    depth_m = np.asarray(depth_m, dtype=np.float32)
+    if depth_m.ndim != 2:
+        raise ValueError(f"depth image must be 2-D, got shape {depth_m.shape}")
+    h, w = depth_m.shape
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    z = np.where(np.isfinite(depth_m) & (depth_m > 0), depth_m, np.nan).astype(np.float32)
+    u = (np.arange(w, dtype=np.float32) - np.float32(cx)) / np.float32(fx)
+    v = (np.arange(h, dtype=np.float32) - np.float32(cy)) / np.float32(fy)
+    return np.stack([z * u[None, :], z * v[:, None], z], axis=-1)
+
+
+def parse_workspace(text: str | list | tuple | np.ndarray) -> np.ndarray:
+    """A workspace box as a (2, 3) array of its min and max corners.
+
+    Accepts ``"xmin,ymin,zmin,xmax,ymax,zmax"`` or six numbers.
+    """
+    values = text.split(",") if isinstance(text, str) else list(np.ravel(text))
+    try:
+        box = np.array([float(v) for v in values], dtype=np.float64)
+    except ValueError as error:
+        raise ValueError(f"workspace {text!r}: {error}; expected six numbers, {WORKSPACE_DOC}") from None
+    if box.shape != (6,) or not np.all(np.isfinite(box)):
+        raise ValueError(f"workspace {text!r}: expected six finite numbers, {WORKSPACE_DOC}")
+    box = box.reshape(2, 3)
+    if np.any(box[1] <= box[0]):
+        raise ValueError(f"workspace {text!r}: empty box, every max must exceed its min ({WORKSPACE_DOC})")
+    return box
+
+
+def in_workspace(points: np.ndarray, workspace: np.ndarray) -> np.ndarray:
+    """A boolean mask of the points inside the (2, 3) workspace box; NaN points are outside."""
+    with np.errstate(invalid="ignore"):
+        return np.all((points >= workspace[0]) & (points <= workspace[1]), axis=-1)
+
+
+def fit_plane_ransac(
+    points: np.ndarray,
+    threshold_m: float,
+    iterations: int = 200,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The dominant plane of a cloud: ``(normal, d)`` with ``normal . p + d = 0``, and its inlier mask.
+
+    Plain RANSAC on three-point samples, refined by least squares on the inliers.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if len(points) < 3:
+        raise ValueError(f"a plane needs at least 3 points, got {len(points)}")
+    rng = np.random.default_rng(0) if rng is None else rng
+    samples = points[rng.integers(0, len(points), size=(iterations, 3))]
+    normals = np.cross(samples[:, 1] - samples[:, 0], samples[:, 2] - samples[:, 0])
+    norms = np.linalg.norm(normals, axis=1)
+    valid = norms > 1e-12
+    if not np.any(valid):
+        raise ValueError("no plane: every sampled triple of points is collinear")
+    normals = normals[valid] / norms[valid, None]
+    offsets = -np.einsum("ij,ij->i", normals, samples[valid, 0])
+    best_count, best_inliers = -1, None
+    # Chunked to bound memory at iterations x n for large clouds.
+    for start in range(0, len(normals), 32):
+        distances = np.abs(points @ normals[start : start + 32].T + offsets[start : start + 32])
+        counts = (distances < threshold_m).sum(axis=0)
+        k = int(counts.argmax())
+        if counts[k] > best_count:
+            best_count, best_inliers = counts[k], distances[:, k] < threshold_m
+    inliers = points[best_inliers]
+    centroid = inliers.mean(axis=0)
+    normal = np.linalg.svd(inliers - centroid, full_matrices=False)[2][-1]
+    d = -normal @ centroid
+    return np.append(normal, d), np.abs(points @ normal + d) < threshold_m
+
+
+def quaternion_to_matrix(q_xyzw: np.ndarray) -> np.ndarray:
+    """Rotation matrices (..., 3, 3) from quaternions (..., 4) in (x, y, z, w) order."""
+    q = np.asarray(q_xyzw, dtype=np.float64)
+    return Rotation.from_quat(q.reshape(-1, 4)).as_matrix().reshape(q.shape[:-1] + (3, 3))
+
+
+def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
+    """Unit quaternions (..., 4) in (x, y, z, w) order, w >= 0, from rotation matrices (..., 3, 3)."""
+    R = np.asarray(R, dtype=np.float64)
+    q = Rotation.from_matrix(R.reshape(-1, 3, 3)).as_quat(canonical=True)
+    return q.reshape(R.shape[:-2] + (4,))
+
+
+def pose_to_matrix(position_m: np.ndarray, q_xyzw: np.ndarray) -> np.ndarray:
+    """Homogeneous transforms (..., 4, 4) from positions (..., 3) and quaternions (..., 4)."""
+    position_m = np.asarray(position_m, dtype=np.float64)
+    T = np.zeros(position_m.shape[:-1] + (4, 4))
+    T[..., :3, :3] = quaternion_to_matrix(q_xyzw)
+    T[..., :3, 3] = position_m
+    T[..., 3, 3] = 1.0
+    return T
+
+
+def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a homogeneous transform (4, 4) to points (n, 3)."""
+    return points @ T[:3, :3].T + T[:3, 3]

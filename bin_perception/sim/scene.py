@@ -1,0 +1,311 @@
+"""A bin of identical parts in PyBullet, seen by a depth camera looking down.
+
+The world frame has z up with the bin's floor at z = 0, centred on the origin.
+Ground-truth poses are given in the camera's optical frame, like everything the
+perception model sees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pybullet
+from pybullet_utils.bullet_client import BulletClient
+
+from ..camera import depth_from_zbuffer, opengl_projection, opengl_view
+from ..config import Config
+from ..geometry import matrix_to_quaternion
+from .noise import apply_depth_noise
+from .parts import Part, cache_dir, mesh_digest
+
+GRAVITY_M_S2 = 9.81
+TIME_STEP_S = 1.0 / 240.0
+# Bullet's default collision margin (about 1 mm) is as thick as a part's
+# features; parts would float visibly above the floor and each other.
+COLLISION_MARGIN_M = 1e-4
+REST_LINEAR_M_S = 0.003
+REST_ANGULAR_RAD_S = 0.05
+REST_CHECK_STEPS = 8
+FLOOR_MARGIN_M = 0.0015
+STEEL_DENSITY_KG_M3 = 7800.0  # points this close to the floor or walls are not parts
+
+PART_RGBA = (0.72, 0.72, 0.75, 1.0)
+BIN_RGBA = (0.16, 0.36, 0.72, 1.0)
+TABLE_RGBA = (0.45, 0.42, 0.38, 1.0)
+
+
+@dataclass(frozen=True)
+class SceneSample:
+    """One rendered bin: images aligned pixel for pixel, and its ground truth.
+
+    ``poses`` holds each instance's 4x4 pose in the camera frame, instance i
+    (1-based in ``labels``) at row i - 1.
+    """
+
+    depth_m: np.ndarray  # (H, W) float32, NaN where invalid
+    labels: np.ndarray  # (H, W) uint16, 0 = not a part
+    rgb: np.ndarray  # (H, W, 3) uint8
+    poses: np.ndarray  # (N, 4, 4) camera_from_part
+    K: np.ndarray  # (3, 3)
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence a C library's writes to file descriptor 1 (V-HACD prints its progress there)."""
+    saved = os.dup(1)
+    with open(os.devnull, "wb") as devnull:
+        os.dup2(devnull.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def pybullet_assets(part: Part) -> tuple[Path, Path]:
+    """The part's visual OBJ and its V-HACD convex decomposition, built once and cached."""
+    folder = cache_dir() / "pybullet" / f"{part.name}-{mesh_digest(part.mesh)}"
+    visual, collision = folder / "visual.obj", folder / "collision.obj"
+    if visual.exists() and collision.exists():
+        return visual, collision
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        tmp_visual, tmp_collision = Path(tmp) / "visual.obj", Path(tmp) / "collision.obj"
+        part.mesh.export(tmp_visual)
+        with _quiet_stdout():
+            pybullet.vhacd(str(tmp_visual), str(tmp_collision), str(Path(tmp) / "vhacd.log"), resolution=200000)
+        if not tmp_collision.exists():
+            raise RuntimeError(f"part {part.name}: V-HACD wrote no convex decomposition")
+        os.replace(tmp_collision, collision)
+        os.replace(tmp_visual, visual)
+    return visual, collision
+
+
+def bin_inner_size_m(part: Part, instances: int, config: Config) -> float:
+    """The bin's inner side: wider for more parts, so a bin of N is cluttered but not heaped."""
+    if config.scene.bin_inner_m is not None:
+        return config.scene.bin_inner_m
+    return part.max_extent_m * (1.25 + 0.25 * instances)
+
+
+class BinSimulator:
+    """Drops ``instances`` copies of ``part`` into a bin and renders what the camera sees.
+
+    Each scene starts from an empty world, so a scene depends on its seed alone,
+    never on the scenes simulated before it in the same process.
+    """
+
+    def __init__(self, part: Part, instances: int, config: Config) -> None:
+        if instances < 0:
+            raise ValueError(f"instances must be 0 (an empty bin) or more, got {instances}")
+        self.part = part
+        self.instances = instances
+        self.config = config
+        self.camera = config.camera.pinhole()
+        self.bin_inner_m = bin_inner_size_m(part, instances, config)
+        self.wall_height_m = config.scene.wall_height_m or 0.6 * part.max_extent_m
+        self.world_from_camera = self._camera_pose()
+        self.camera_from_world = np.linalg.inv(self.world_from_camera)
+        self._visual_path, self._collision_path = pybullet_assets(part)
+        self._bodies: list[int] = []
+        # Bullet would take the inertia from the hulls' bounding box; give it the
+        # solid's own, in its principal frame. PyBullet then reports a body's
+        # pose as the pose of that frame, not of the mesh's.
+        moments, axes = np.linalg.eigh(part.mesh.moment_inertia * STEEL_DENSITY_KG_M3)
+        if np.linalg.det(axes) < 0:
+            axes[:, 2] *= -1
+        self._principal_moments_kg_m2, self._principal_axes = moments, axes
+        with _quiet_stdout():  # PyBullet greets every connection on stdout
+            self._client = BulletClient(connection_mode=pybullet.DIRECT)
+        self._view = opengl_view(self.world_from_camera).T.ravel().tolist()
+        self._projection = (
+            opengl_projection(self.camera, config.camera.near_m, config.camera.far_m).T.ravel().tolist()
+        )
+
+    def _camera_pose(self) -> np.ndarray:
+        cam = self.config.camera
+        rim_height_m = self.wall_height_m
+        height_m = cam.height_above_rim_m
+        if height_m is None:
+            outer_half_m = self.bin_inner_m / 2 + self.config.scene.wall_thickness_m
+            # The rim's outer edge falls at 95% of the nearer image border.
+            half_px = 0.95 * min(cam.width_px / 2 / cam.fx_px, cam.height_px / 2 / cam.fy_px)
+            height_m = outer_half_m / half_px
+        pose = np.eye(4)
+        # Optical axes in the world: x along +x, y along -y, z straight down.
+        pose[:3, :3] = np.diag([1.0, -1.0, -1.0])
+        pose[:3, 3] = (0.0, 0.0, rim_height_m + height_m)
+        return pose
+
+    @property
+    def workspace(self) -> np.ndarray:
+        """The box inside the bin's walls, above its floor, in the camera frame: (2, 3) min and max corners."""
+        half_m = self.bin_inner_m / 2 - FLOOR_MARGIN_M
+        camera_height_m = self.world_from_camera[2, 3]
+        top_m = self.wall_height_m + 2 * self.part.radius_m
+        return np.array(
+            [
+                [-half_m, -half_m, max(camera_height_m - top_m, self.config.camera.near_m)],
+                [half_m, half_m, camera_height_m - FLOOR_MARGIN_M],
+            ]
+        )
+
+    def close(self) -> None:
+        self._client.disconnect()
+
+    def __enter__(self) -> "BinSimulator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _build_world(self) -> None:
+        c = self._client
+        c.resetSimulation()
+        c.setGravity(0.0, 0.0, -GRAVITY_M_S2)
+        c.setTimeStep(TIME_STEP_S)
+        half_in = self.bin_inner_m / 2
+        wall = self.config.scene.wall_thickness_m
+        h = self.wall_height_m
+        # Floor and walls: boxes as (half extents, centre).
+        boxes = [((half_in + wall, half_in + wall, wall / 2), (0.0, 0.0, -wall / 2))]
+        for sign in (-1.0, 1.0):
+            boxes.append(((wall / 2, half_in + wall, h / 2), (sign * (half_in + wall / 2), 0.0, h / 2)))
+            boxes.append(((half_in, wall / 2, h / 2), (0.0, sign * (half_in + wall / 2), h / 2)))
+        for half_extents, centre in boxes:
+            self._add_box(half_extents, centre, BIN_RGBA)
+        table_half = 20 * half_in
+        self._add_box((table_half, table_half, 0.01), (0.0, 0.0, -wall - 0.01), TABLE_RGBA)
+
+    def _add_box(self, half_extents, centre, rgba) -> int:
+        c = self._client
+        collision = c.createCollisionShape(pybullet.GEOM_BOX, halfExtents=half_extents)
+        visual = c.createVisualShape(pybullet.GEOM_BOX, halfExtents=half_extents, rgbaColor=rgba)
+        body = c.createMultiBody(0.0, collision, visual, basePosition=centre)
+        c.changeDynamics(body, -1, collisionMargin=COLLISION_MARGIN_M, lateralFriction=0.5)
+        return body
+
+    def _add_part(self) -> int:
+        c = self._client
+        collision = c.createCollisionShape(pybullet.GEOM_MESH, fileName=str(self._collision_path))
+        visual = c.createVisualShape(pybullet.GEOM_MESH, fileName=str(self._visual_path), rgbaColor=PART_RGBA)
+        body = c.createMultiBody(
+            STEEL_DENSITY_KG_M3 * self.part.mesh.volume,
+            collision,
+            visual,
+            basePosition=(0.0, 0.0, 10.0),
+            baseInertialFrameOrientation=matrix_to_quaternion(self._principal_axes).tolist(),
+        )
+        c.changeDynamics(
+            body,
+            -1,
+            localInertiaDiagonal=self._principal_moments_kg_m2.tolist(),
+            collisionMargin=COLLISION_MARGIN_M,
+            lateralFriction=0.5,
+            rollingFriction=1e-5,
+            spinningFriction=1e-4,
+            restitution=0.1,
+            linearDamping=0.1,
+            angularDamping=0.1,
+        )
+        return body
+
+    def _drop(self, body: int, rng: np.random.Generator, bodies: list[int]) -> None:
+        """Place ``body`` above the bin at a random pose, to fall on whatever is already there."""
+        c = self._client
+        radius_m = self.part.radius_m
+        reach_m = max(self.bin_inner_m / 2 - radius_m, 0.0)
+        x, y = rng.uniform(-reach_m, reach_m, size=2)
+        pile_top_m = max([c.getAABB(b)[1][2] for b in bodies if b != body] + [0.0])
+        z = pile_top_m + radius_m + 0.002
+        q = rng.normal(size=4)
+        q /= np.linalg.norm(q)
+        c.resetBasePositionAndOrientation(body, (x, y, z), q.tolist())
+        c.resetBaseVelocity(body, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0))
+
+    def _settle(self, bodies: list[int]) -> None:
+        """Step until every body is at rest, or the settle timeout passes."""
+        max_steps = int(self.config.scene.settle_timeout_s / TIME_STEP_S)
+        for _ in range(0, max_steps, REST_CHECK_STEPS):
+            for _ in range(REST_CHECK_STEPS):
+                self._client.stepSimulation()
+            if all(self._at_rest(b) for b in bodies):
+                return
+
+    def _at_rest(self, body: int) -> bool:
+        linear, angular = self._client.getBaseVelocity(body)
+        return np.linalg.norm(linear) < REST_LINEAR_M_S and np.linalg.norm(angular) < REST_ANGULAR_RAD_S
+
+    def _inside_bin(self, body: int) -> bool:
+        (x, y, z), _ = self._client.getBasePositionAndOrientation(body)
+        half_m = self.bin_inner_m / 2
+        return abs(x) < half_m and abs(y) < half_m and 0.0 < z < self.wall_height_m + self.part.radius_m
+
+    def simulate(self, rng: np.random.Generator) -> np.ndarray:
+        """Drop the parts one at a time and let each settle; their world poses, (N, 4, 4).
+
+        A part that bounces out of the bin, or that is still moving when the
+        settle timeout passes, is dropped again from above the pile.
+        """
+        self._build_world()
+        bodies: list[int] = []
+        for _ in range(self.instances):
+            bodies.append(self._add_part())
+            misplaced = [bodies[-1]]
+            for _attempt in range(self.config.scene.max_redrops + 1):
+                for body in misplaced:
+                    self._drop(body, rng, bodies)
+                self._settle(bodies)
+                misplaced = [b for b in bodies if not (self._inside_bin(b) and self._at_rest(b))]
+                if not misplaced:
+                    break
+            else:
+                raise RuntimeError(
+                    f"part {self.part.name}: could not bring {self.instances} parts to rest in a "
+                    f"{self.bin_inner_m * 100:.1f} cm bin after {self.config.scene.max_redrops} re-drops"
+                )
+        self._bodies = bodies
+        poses = np.tile(np.eye(4), (len(bodies), 1, 1))
+        for pose, body in zip(poses, bodies):
+            position, quaternion = self._client.getBasePositionAndOrientation(body)
+            principal_to_world = np.reshape(self._client.getMatrixFromQuaternion(quaternion), (3, 3))
+            pose[:3, :3] = principal_to_world @ self._principal_axes.T
+            pose[:3, 3] = position
+        return poses
+
+    def render(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Depth (m), instance labels and RGB of the current world."""
+        cam = self.config.camera
+        _, _, rgba, zbuffer, segmentation = self._client.getCameraImage(
+            cam.width_px,
+            cam.height_px,
+            viewMatrix=self._view,
+            projectionMatrix=self._projection,
+            renderer=pybullet.ER_TINY_RENDERER,
+            lightDirection=(0.3, -0.4, 1.0),
+            shadow=0,
+        )
+        shape = (cam.height_px, cam.width_px)
+        depth_m = depth_from_zbuffer(np.reshape(zbuffer, shape), cam.near_m, cam.far_m)
+        segmentation = np.reshape(segmentation, shape)
+        instance_of_body = np.zeros(self._client.getNumBodies() + 1, dtype=np.uint16)
+        instance_of_body[self._bodies] = np.arange(1, len(self._bodies) + 1)
+        # Background pixels have body id -1; they index the final (zero) entry.
+        labels = instance_of_body[segmentation]
+        rgb = np.reshape(np.asarray(rgba, dtype=np.uint8), shape + (4,))[..., :3].copy()
+        return depth_m, labels, rgb
+
+    def scene(self, seed: int | list[int]) -> SceneSample:
+        """Simulate and render one bin; the same seed gives the same bin, byte for byte."""
+        rng = np.random.default_rng(seed)
+        world_poses = self.simulate(rng)
+        depth_m, labels, rgb = self.render()
+        if self.config.noise.enabled:
+            depth_m = apply_depth_noise(depth_m, self.config.noise, rng)
+        poses = self.camera_from_world @ world_poses
+        return SceneSample(depth_m, labels, rgb, poses, self.camera.K)

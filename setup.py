@@ -1,0 +1,59 @@
+"""bin_perception: an ament_python ROS 2 package that also installs with plain pip."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "bin_perception"
+
+# On a ROS 2 install, rclpy and the message packages come from /opt/ros; on a
+# bare machine, the `ros` extra brings the same from PyPI's Kilted wheels.
+ros_wheels = [
+    "ros-kilted-rclpy",
+    "ros-kilted-rmw-fastrtps-cpp",
+    "ros-kilted-fastdds",
+    "ros-kilted-sensor-msgs",
+    "ros-kilted-geometry-msgs",
+    "ros-kilted-visualization-msgs",
+    "ros-kilted-std-msgs",
+    "ros-kilted-std-srvs",
+    "ros-kilted-diagnostic-msgs",
+]
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    description="Unsupervised 3D part models, 6D poses and instance segments for robotic bin picking",
+    packages=find_packages(include=["bin_perception", "bin_perception.*", "training", "training.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
+        (f"share/{package_name}", ["package.xml"]),
+        (f"share/{package_name}/launch", glob("launch/*.launch.py")),
+        (f"share/{package_name}/config", glob("config/*")),
+    ],
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "pyyaml>=6",
+        "matplotlib>=3.7",
+        "tqdm>=4.60",
+        "trimesh>=4.0",
+        "manifold3d>=2.3",
+        "pybullet>=3.2.5",
+        "rosbags>=0.10",
+    ],
+    extras_require={
+        "ros": ros_wheels,
+        "test": ["pytest>=7", "pytest-timeout>=2"],
+    },
+    zip_safe=True,
+    maintainer="bin_perception developers",
+    maintainer_email="bin-perception@users.noreply.github.com",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "bin-perception = bin_perception.cli:main",
+        ],
+    },
+)

@@ -1,0 +1,38 @@
+from pathlib import Path
+
+import pytest
+
+from bin_perception.config import Config, ConfigError, load_config
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+
+
+def test_shipped_sim_config_is_the_defaults():
+    assert load_config(CONFIG_DIR / "sim.yaml") == Config()
+
+
+def test_partial_files_override_only_their_keys(tmp_path):
+    path = tmp_path / "cam.yaml"
+    path.write_text("camera:\n  width_px: 320\n  fx_px: 250\nworkspace: [-0.1, -0.1, 0.2, 0.1, 0.1, 0.6]\n")
+    config = load_config(path)
+    assert config.camera.width_px == 320 and config.camera.fx_px == 250.0
+    assert config.camera.height_px == 224 and config.workspace == [-0.1, -0.1, 0.2, 0.1, 0.1, 0.6]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("camera:\n  widht_px: 320\n", r"camera: unknown key 'widht_px'"),
+        ("camera:\n  width_px: wide\n", r"camera.width_px: expected int, got 'wide'"),
+        ("noise: true\n", r"noise: expected a mapping"),
+        ("camera:\n  fx_px: -3\n", r"camera: camera focal lengths"),
+        ("workspace: [0, 0, 1, 0.1, 0.1, 0.5]\n", r"empty box"),
+        ("- a list\n", r"top level must be a mapping"),
+    ],
+)
+def test_bad_files_name_the_file_and_the_key(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as error:
+        load_config(path)
+    assert str(path) in str(error.value)

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from bin_perception.geometry import (
+    backproject,
+    fit_plane_ransac,
+    in_workspace,
+    matrix_to_quaternion,
+    parse_workspace,
+    pose_to_matrix,
+    quaternion_to_matrix,
+)
+
+
+def test_backprojection_inverts_the_pinhole_projection():
+    K = np.array([[500.0, 0, 319.5], [0, 480.0, 239.5], [0, 0, 1]])
+    rng = np.random.default_rng(0)
+    depth_m = rng.uniform(0.3, 1.5, size=(480, 640)).astype(np.float32)
+    depth_m[0, 0], depth_m[1, 1], depth_m[2, 2] = np.nan, 0.0, np.inf
+    points = backproject(depth_m, K)
+    assert np.isnan(points[0, 0]).all() and np.isnan(points[1, 1]).all() and np.isnan(points[2, 2]).all()
+    v, u = 123, 456
+    x, y, z = points[v, u]
+    assert z == depth_m[v, u]
+    np.testing.assert_allclose([500.0 * x / z + 319.5, 480.0 * y / z + 239.5], [u, v], atol=1e-3)
+
+
+def test_workspace_parsing_and_cropping():
+    box = parse_workspace("-0.1,-0.1,0.2,0.1,0.1,0.6")
+    np.testing.assert_array_equal(box, [[-0.1, -0.1, 0.2], [0.1, 0.1, 0.6]])
+    points = np.array([[0, 0, 0.3], [0.2, 0, 0.3], [np.nan, 0, 0.3]])
+    np.testing.assert_array_equal(in_workspace(points, box), [True, False, False])
+    with pytest.raises(ValueError, match="six"):
+        parse_workspace("1,2,3")
+    with pytest.raises(ValueError, match="empty box"):
+        parse_workspace([0, 0, 0.5, 0.1, 0.1, 0.4])
+    with pytest.raises(ValueError, match="could not convert"):
+        parse_workspace("a,b,c,d,e,f")
+
+
+def test_ransac_finds_the_floor_among_parts():
+    rng = np.random.default_rng(1)
+    floor = np.column_stack([rng.uniform(-0.1, 0.1, (2000, 2)), 0.5 + rng.normal(0, 2e-4, 2000)])
+    parts = np.column_stack([rng.uniform(-0.05, 0.05, (600, 2)), rng.uniform(0.44, 0.49, 600)])
+    plane, inliers = fit_plane_ransac(np.vstack([floor, parts]), threshold_m=1e-3, rng=rng)
+    assert inliers[:2000].mean() > 0.99 and inliers[2000:].mean() < 0.02
+    normal, d = plane[:3], plane[3]
+    assert abs(abs(normal[2]) - 1) < 1e-3 and abs(abs(d) - 0.5) < 1e-3
+
+
+def test_quaternions_and_matrices_round_trip():
+    rng = np.random.default_rng(2)
+    q = rng.normal(size=(100, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    q *= np.sign(q[:, 3:])
+    R = quaternion_to_matrix(q)
+    np.testing.assert_allclose(R @ np.swapaxes(R, 1, 2), np.broadcast_to(np.eye(3), R.shape), atol=1e-12)
+    np.testing.assert_allclose(matrix_to_quaternion(R), q, atol=1e-12)
+    T = pose_to_matrix(np.array([1.0, 2.0, 3.0]), np.array([0, 0, np.sin(np.pi / 4), np.cos(np.pi / 4)]))
+    np.testing.assert_allclose(T[:3, :3] @ [1, 0, 0], [0, 1, 0], atol=1e-12)
+    np.testing.assert_array_equal(T[:3, 3], [1, 2, 3])
