@@ -15,10 +15,16 @@ export BIN_PERCEPTION_CACHE ?= $(CURDIR)/.cache/bin_perception
 
 setup: $(STAMP)
 
-# Debian's libusb-1.0-0 is what open3d's wheel links against.
+# From Debian: libusb-1.0-0, which open3d's wheel links against, and the
+# Fashion-MNIST files of the solver benchmarks and the low-resolution classifier.
+DEBS := libusb-1.0-0 dataset-fashion-mnist
+
 $(STAMP): setup.py setup.cfg package.xml
-	@ldconfig -p | grep -q 'libusb-1.0.so.0 ' || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libusb-1.0-0; }
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	 [ -z "$$missing" ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; }
 	@[ -x $(PYTHON) ] || $(SYSPY) -m venv $(VENV)
+	@# These exact releases come from this machine's disk; others would download gigabytes.
+	$(PYTHON) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PYTHON) -m pip install -q -e '.[ros,test]'
 	@touch $@
 

@@ -42,6 +42,10 @@ setup(
         "manifold3d>=2.3",
         "pybullet>=3.2.5",
         "rosbags>=0.10",
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "scikit-learn>=1.3",
+        "open3d>=0.17",
     ],
     extras_require={
         "ros": ros_wheels,

@@ -35,6 +35,17 @@ def topics_from_args(args: argparse.Namespace, config: Config) -> TopicsConfig:
     )
 
 
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `bin-perception train`, which `python -m training.train_pose` shares."""
+    parser.add_argument("--bag", action="append", required=True, help="a bag to train on (repeat for more)")
+    parser.add_argument("--instances", type=int, required=True, help="parts per bin, N")
+    parser.add_argument("--config", help="a YAML config, e.g. config/train_cpu.yaml")
+    parser.add_argument("--out", required=True, help="the run directory")
+    parser.add_argument("--optimizer", choices=("adam", "bpgrad", "sgd"), help="overrides train.optimizer")
+    parser.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this long")
+    add_bag_arguments(parser)
+
+
 def _cmd_parts(args: argparse.Namespace) -> int:
     from .sim.parts import load_part, part_names
 
@@ -98,6 +109,12 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from training.train_pose import run_from_args
+
+    return run_from_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bin-perception", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -124,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--config", help="a YAML config")
     add_bag_arguments(inspect)
     inspect.set_defaults(run=_cmd_inspect)
+
+    train = verbs.add_parser("train", help="train the perception model on bags")
+    add_train_arguments(train)
+    train.set_defaults(run=_cmd_train)
     return parser
 
 

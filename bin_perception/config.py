@@ -96,12 +96,73 @@ class TopicsConfig:
     gt_poses: str = "/gt/poses"
 
 
+ROTATIONS = ("quaternion", "ortho6d", "axis_angle")
+STEMS = ("depth3", "depth1")
+OPTIMIZERS = ("adam", "sgd", "bpgrad")
+
+
+@dataclass
+class ModelConfig:
+    """The perception model of the thesis (ch. 4): pose network, point-cloud model, renderer, loss."""
+
+    input_size_px: int = 224  # the depth image is resized to this square before the network
+    stem: str = "depth3"  # depth3: the depth replicated to 3 channels (thesis); depth1: a 1-channel first conv
+    rotation: str = "quaternion"
+    model_points: int = 1024  # m, the learned model's points: 512, 1024 or 2048
+    init_cube: float = 0.5  # rho, the side of the cube the model starts in (normalised units)
+    rotation_channels: int = 1  # 2 also renders -R X + t, with the softmin loss of Eq. 4.2
+    channel_loss: str = "softmin"  # or "min", the thesis's simplified two-channel loss
+    gamma_step: float = 0.002  # growth of the softmin's gamma per iteration
+    hpr_exponent: float | None = 2.9  # R = max|p| 10^exponent; null renders every point
+    observed_points: int = 1024  # the observed cloud is subsampled to this many points
+
+    def __post_init__(self) -> None:
+        _require(self.input_size_px >= 32, "input_size_px must be at least 32")
+        _require(self.stem in STEMS, f"stem {self.stem!r}: expected one of {', '.join(STEMS)}")
+        _require(self.rotation in ROTATIONS, f"rotation {self.rotation!r}: expected one of {', '.join(ROTATIONS)}")
+        _require(self.model_points >= 16, "model_points must be at least 16")
+        _require(self.init_cube > 0, "init_cube must be positive")
+        _require(self.rotation_channels in (1, 2), "rotation_channels is 1 or 2")
+        _require(self.channel_loss in ("softmin", "min"), "channel_loss is softmin or min")
+        _require(self.observed_points >= 16, "observed_points must be at least 16")
+
+
+@dataclass
+class TrainConfig:
+    """How the model is trained; the defaults are the thesis's GPU recipe."""
+
+    optimizer: str = "adam"
+    lr_model: float = 1e-3  # the object model's points
+    lr_network: float = 1e-4  # the pose network
+    momentum: float = 0.9  # sgd and bpgrad
+    lipschitz: float = 50.0  # bpgrad's L
+    lr_decay: float = 0.31
+    lr_decay_epochs: int = 50
+    batch_size: int = 250
+    epochs: int = 250
+    scenes: int | None = 5000  # frames used per bag; null: all
+    seed: int = 0
+    snapshot_every_epochs: int = 10  # PNG of the model forming
+    checkpoint_every_s: float = 300.0
+    threads: int | None = None  # torch intra-op threads; null: torch's default
+
+    def __post_init__(self) -> None:
+        _require(self.optimizer in OPTIMIZERS, f"optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+        for name in ("lr_model", "lr_network", "lipschitz", "lr_decay", "checkpoint_every_s"):
+            _require(getattr(self, name) > 0, f"{name} must be positive")
+        for name in ("lr_decay_epochs", "batch_size", "epochs", "snapshot_every_epochs"):
+            _require(getattr(self, name) >= 1, f"{name} must be at least 1")
+        _require(self.scenes is None or self.scenes >= 1, "scenes must be at least 1")
+
+
 @dataclass
 class Config:
     camera: CameraConfig = field(default_factory=CameraConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     scene: SceneConfig = field(default_factory=SceneConfig)
     topics: TopicsConfig = field(default_factory=TopicsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     # The parts' workspace box, xmin,ymin,zmin,xmax,ymax,zmax in the camera frame
     # (metres). Null takes the box a simulated bag records, if any.
     workspace: list[float] | None = None
@@ -125,7 +186,7 @@ def _check_value(value: Any, annotation: Any, where: str) -> Any:
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return _build(annotation, value, where)
+        return build_dataclass(annotation, value, where)
     if origin is list:
         (item,) = typing.get_args(annotation)
         if not isinstance(value, (list, tuple)):
@@ -138,7 +199,8 @@ def _check_value(value: Any, annotation: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}")
 
 
-def _build(cls: type, values: dict, where: str) -> Any:
+def build_dataclass(cls: type, values: dict, where: str) -> Any:
+    """A dataclass of the schema from a mapping, every key checked; errors name ``where``."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
@@ -156,7 +218,7 @@ def _build(cls: type, values: dict, where: str) -> Any:
 def config_from_dict(values: dict | None, source: str = "config") -> Config:
     """Validate a nested mapping (as parsed from YAML) into a :class:`Config`."""
     try:
-        return _build(Config, values or {}, "")
+        return build_dataclass(Config, values or {}, "")
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}") from None
 

@@ -47,6 +47,10 @@ def contact_sheet(frames: Sequence[Frame], path: str | os.PathLike, title: str =
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -54,3 +58,37 @@ def contact_sheet(frames: Sequence[Frame], path: str | os.PathLike, title: str =
     plt.close(fig)
     os.replace(tmp, path)
     return path
+
+
+def model_views(points_m: np.ndarray, path: str | os.PathLike, title: str = "", reference_m: np.ndarray | None = None) -> Path:
+    """Three orthographic views (along the principal axes) of a point-cloud model, in millimetres."""
+    centred = (points_m - points_m.mean(axis=0)) * 1000
+    axes_pca = np.linalg.svd(centred, full_matrices=False)[2]
+    projected = centred @ axes_pca.T
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
+    for ax, (i, j) in zip(axes, ((0, 1), (0, 2), (1, 2))):
+        if reference_m is not None:
+            ref = (reference_m - reference_m.mean(axis=0)) * 1000 @ axes_pca.T
+            ax.scatter(ref[:, i], ref[:, j], s=1, c="0.8")
+        ax.scatter(projected[:, i], projected[:, j], s=2, c=projected[:, 3 - i - j], cmap="viridis")
+        ax.set_aspect("equal")
+        ax.set_xlabel(f"axis {i + 1} (mm)")
+        ax.set_ylabel(f"axis {j + 1} (mm)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def loss_curve(history: Sequence[tuple[int, float]], path: str | os.PathLike) -> Path:
+    """The training loss against the step."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if history:
+        steps, losses = zip(*history)
+        ax.plot(steps, losses, lw=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("chamfer loss (model units)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,56 @@
+"""The learned parts: the pose network (ResNet-18) and the point-cloud object model."""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+
+from .rotations import PARAMS_PER_ROTATION, params_to_matrix
+
+
+class PoseNet(nn.Module):
+    """A ResNet-18 (random init) that regresses one pose per instance from the depth image.
+
+    Input (B, 1, S, S); output rotations (B, N, 3, 3) and translations (B, N, 3)
+    in model units. The ``depth3`` stem replicates the depth to three channels,
+    as the thesis does; ``depth1`` gives the first convolution one channel.
+    """
+
+    def __init__(self, instances: int, rotation: str = "quaternion", stem: str = "depth3") -> None:
+        super().__init__()
+        if instances < 1:
+            raise ValueError(f"instances must be at least 1, got {instances}")
+        self.instances, self.rotation, self.stem = instances, rotation, stem
+        self.rotation_params = PARAMS_PER_ROTATION[rotation]
+        outputs = instances * (self.rotation_params + 3)
+        self.backbone = torchvision.models.resnet18(weights=None, num_classes=outputs)
+        if stem == "depth1":
+            self.backbone.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        # Start from small outputs: near-identity rotations and translations near
+        # the workspace centre, rather than wherever random weights point.
+        nn.init.normal_(self.backbone.fc.weight, std=1e-3)
+        with torch.no_grad():
+            bias = self.backbone.fc.bias.view(instances, -1)
+            bias.zero_()
+            if rotation == "quaternion":
+                bias[:, 3] = 1.0
+            elif rotation == "ortho6d":
+                bias[:, 0] = bias[:, 4] = 1.0
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.stem == "depth3":
+            image = image.expand(-1, 3, -1, -1)
+        out = self.backbone(image).view(len(image), self.instances, self.rotation_params + 3)
+        return params_to_matrix(out[..., : self.rotation_params], self.rotation), out[..., self.rotation_params :]
+
+
+class ObjectModel(nn.Module):
+    """X, the part as m learnable points, initialised uniformly in a cube of side ``init_cube`` at the origin."""
+
+    def __init__(self, points: int = 1024, init_cube: float = 0.5, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.points = nn.Parameter((torch.rand(points, 3, generator=generator) - 0.5) * init_cube)
+
+    def forward(self) -> torch.Tensor:
+        return self.points

@@ -1,0 +1,90 @@
+"""From a depth frame to what the model sees: the observed cloud and the network's input image.
+
+Normalisation. Points are mapped to model units by one similarity fixed per
+workspace, never per image, so that one learned model fits every frame:
+p_model = (p_m - centre_m) / scale_m, with the centre of the workspace box and
+half its largest side as the scale. The parts then lie within [-1, 1]^3. The
+network's input is the depth image in the same units: (centre_z - depth) /
+scale inside the workspace (nearer is larger), 0 elsewhere and where invalid,
+resized to the input size with area averaging. No ground truth is involved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..frame import Frame
+from ..geometry import backproject, in_workspace
+
+
+@dataclass(frozen=True)
+class Normalization:
+    centre_m: np.ndarray  # (3,)
+    scale_m: float
+
+    @classmethod
+    def from_workspace(cls, workspace: np.ndarray) -> "Normalization":
+        workspace = np.asarray(workspace, dtype=np.float64)
+        return cls(workspace.mean(axis=0), float((workspace[1] - workspace[0]).max() / 2))
+
+    def to_model(self, points_m: np.ndarray) -> np.ndarray:
+        return ((points_m - self.centre_m) / self.scale_m).astype(np.float32)
+
+    def to_metres(self, points: np.ndarray) -> np.ndarray:
+        return np.asarray(points, dtype=np.float64) * self.scale_m + self.centre_m
+
+    @property
+    def camera(self) -> np.ndarray:
+        """The camera's optical centre in model units."""
+        return (-self.centre_m / self.scale_m).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"centre_m": [float(v) for v in self.centre_m], "scale_m": self.scale_m}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Normalization":
+        return cls(np.asarray(values["centre_m"], dtype=np.float64), float(values["scale_m"]))
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The parts' points of one frame, in model units, and the pixels they came from."""
+
+    points: np.ndarray  # (n, 3) float32, model units
+    pixels: np.ndarray  # (n,) flat pixel indices into the depth image
+    image: np.ndarray  # (S, S) float32, the network's input
+    shape: tuple[int, int]  # the depth image's (H, W)
+
+
+class TooFewPointsError(ValueError):
+    """A frame whose workspace holds too few valid points to be a bin of parts."""
+
+
+def observe(
+    frame: Frame,
+    workspace: np.ndarray,
+    normalization: Normalization,
+    input_size_px: int,
+    min_points: int = 32,
+) -> Observation:
+    """Back-project a frame, keep the workspace, normalise, and make the network's input."""
+    points_m = backproject(frame.depth_m, frame.K)
+    inside = in_workspace(points_m, workspace)
+    count = int(inside.sum())
+    if count < min_points:
+        raise TooFewPointsError(f"frame at stamp {frame.stamp_ns}: {count} valid points in the workspace, need {min_points}")
+    pixels = np.flatnonzero(inside)
+    points = normalization.to_model(points_m.reshape(-1, 3)[pixels])
+    height_m = np.where(inside, normalization.centre_m[2] - frame.depth_m, 0.0) / normalization.scale_m
+    image = torch.nn.functional.interpolate(
+        torch.from_numpy(height_m.astype(np.float32))[None, None], size=(input_size_px, input_size_px), mode="area"
+    )[0, 0].numpy()
+    return Observation(points, pixels, image, frame.depth_m.shape)
+
+
+def subsample(points: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` indices into ``points``: without replacement when there are enough, else with."""
+    return rng.choice(len(points), size=count, replace=len(points) < count)

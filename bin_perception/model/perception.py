@@ -1,0 +1,144 @@
+"""The estimator: a pose network and a learned object model that, together, explain a bin.
+
+``BinPerception`` holds everything a trained model needs at inference (the
+networks, the workspace, the normalisation, the model config) and saves to a
+weights-only checkpoint with a JSON sidecar.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import ModelConfig, build_dataclass
+from ..frame import Frame
+from .network import ObjectModel, PoseNet
+from .observation import Normalization, Observation, observe
+from .render import best_channels, instance_ids, render, visible_scene
+from .segment import label_image, transfer_labels
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the model says of one frame."""
+
+    poses: np.ndarray  # (N, 4, 4) camera_from_part, metres
+    point_labels: np.ndarray  # (n,) instance ids 1..N of the frame's workspace points
+    labels: np.ndarray  # (H, W) uint16 label image, 0 = not a part
+    observation: Observation
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, malformed or does not fit what it is used with."""
+
+
+class BinPerception(nn.Module):
+    def __init__(
+        self,
+        instances: int,
+        workspace: np.ndarray,
+        config: ModelConfig | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.instances = instances
+        self.config = config or ModelConfig()
+        self.workspace = np.asarray(workspace, dtype=np.float64).reshape(2, 3)
+        self.normalization = Normalization.from_workspace(self.workspace)
+        generator = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        self.net = PoseNet(instances, self.config.rotation, self.config.stem)
+        self.object_model = ObjectModel(self.config.model_points, self.config.init_cube, generator)
+
+    def observe(self, frame: Frame) -> Observation:
+        return observe(frame, self.workspace, self.normalization, self.config.input_size_px)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotations (B, N, 3, 3) and translations (B, N, 3), model units, from input images (B, 1, S, S)."""
+        return self.net(images)
+
+    @torch.no_grad()
+    def predict(self, frame: Frame, observation: Observation | None = None) -> Prediction:
+        """Poses and segments for one frame."""
+        obs = observation or self.observe(frame)
+        device = self.object_model.points.device
+        rotations, translations = self(torch.from_numpy(obs.image)[None, None].to(device))
+        model = self.object_model()
+        signs = None
+        if self.config.rotation_channels == 2:
+            observed = torch.from_numpy(obs.points)[None].to(device)
+            signs = best_channels(observed, model, rotations, translations, self.normalization.camera, self.config.hpr_exponent)
+        scene = render(model, rotations, translations, signs)
+        visible = visible_scene(scene, self.normalization.camera, self.config.hpr_exponent)[0].cpu().numpy()
+        ids = instance_ids(self.instances, len(model))
+        point_labels = transfer_labels(obs.points, scene[0].cpu().numpy()[visible], ids[visible])
+        poses = np.tile(np.eye(4), (self.instances, 1, 1))
+        # Model units to metres: the rotation is unchanged, the translation rescales.
+        poses[:, :3, :3] = rotations[0].cpu().numpy()
+        poses[:, :3, 3] = self.normalization.to_metres(translations[0].cpu().numpy())
+        return Prediction(poses, point_labels.astype(np.uint16), label_image(obs.shape, obs.pixels, point_labels), obs)
+
+    def model_points_m(self) -> np.ndarray:
+        """The learned model in metres, in its own frame (scaled, not shifted)."""
+        return self.object_model.points.detach().cpu().numpy().astype(np.float64) * self.normalization.scale_m
+
+    def metadata(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "instances": self.instances,
+            "workspace": self.workspace.ravel().tolist(),
+            "normalization": self.normalization.to_dict(),
+            "model": dataclasses.asdict(self.config),
+            "model_points_m": self.model_points_m().round(7).tolist(),
+        }
+
+    @classmethod
+    def from_metadata(cls, metadata: dict) -> "BinPerception":
+        config = build_dataclass(ModelConfig, metadata["model"], "model")
+        return cls(int(metadata["instances"]), np.asarray(metadata["workspace"]), config)
+
+
+def save_checkpoint(path: str | os.PathLike, perception: BinPerception, extra_state: dict | None = None, extra_metadata: dict | None = None) -> None:
+    """Write ``path`` (weights, optimiser state) and ``path.json`` beside it, each atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"net": perception.net.state_dict(), "object_model": perception.object_model.state_dict(), **(extra_state or {})}
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    sidecar = sidecar_path(path)
+    tmp_json = sidecar.with_name(f".{sidecar.name}.tmp")
+    tmp_json.write_text(json.dumps({**perception.metadata(), **(extra_metadata or {})}, indent=1))
+    os.replace(tmp_json, sidecar)
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> tuple[BinPerception, dict, dict]:
+    """The model of a checkpoint, its full state dict (optimiser and all) and its JSON metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path}: no such file")
+    sidecar = sidecar_path(path)
+    if not sidecar.is_file():
+        raise CheckpointError(f"checkpoint {path}: its sidecar {sidecar.name} is missing")
+    try:
+        metadata = json.loads(sidecar.read_text())
+        perception = BinPerception.from_metadata(metadata)
+        state = torch.load(path, map_location=map_location, weights_only=True)
+        perception.net.load_state_dict(state["net"])
+        perception.object_model.load_state_dict(state["object_model"])
+    except (KeyError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"checkpoint {path}: {error}") from None
+    return perception, state, metadata

@@ -1,0 +1,39 @@
+"""Frames from bags, turned into what training and evaluation consume."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from bin_perception.config import Config, TopicsConfig
+from bin_perception.frame import Frame
+from bin_perception.io.bag import BagReader
+from bin_perception.io.errors import BagError
+
+
+def resolve_workspace(explicit: np.ndarray | None, config: Config, bags: Sequence[str]) -> np.ndarray:
+    """The workspace box: the flag, else the config, else the one the first simulated bag records."""
+    if explicit is not None:
+        return np.asarray(explicit, dtype=np.float64).reshape(2, 3)
+    if config.workspace is not None:
+        return np.asarray(config.workspace, dtype=np.float64).reshape(2, 3)
+    for bag in bags:
+        workspace = BagReader(bag, config.topics).workspace()
+        if workspace is not None:
+            return workspace
+    raise BagError(
+        f"no workspace: none of {', '.join(map(str, bags))} records one; give --workspace xmin,ymin,zmin,xmax,ymax,zmax"
+    )
+
+
+def iter_frames(bags: Sequence[str], topics: TopicsConfig, limit_per_bag: int | None, desc: str) -> Iterator[Frame]:
+    """Frames of every bag in turn, bad frames skipped (and reported), with a progress bar."""
+    for bag in bags:
+        reader = BagReader(bag, topics, skip_bad_frames=True)
+        total = len(reader) if limit_per_bag is None else min(limit_per_bag, len(reader))
+        yield from tqdm(itertools.islice(reader, total), total=total, desc=f"{desc} {reader.path.name}", unit="frame")
+        if reader.skipped:
+            tqdm.write(f"{reader.path}: skipped {reader.skipped} bad frames")
