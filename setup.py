@@ -45,6 +45,7 @@ setup(
         "torch>=2.1",
         "torchvision>=0.16",
         "scikit-learn>=1.3",
+        "threadpoolctl>=3",
         "open3d>=0.17",
     ],
     extras_require={

@@ -115,6 +115,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return run_from_args(args)
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate
+
+    config = load_config(args.config) if args.config else None
+    topics = topics_from_args(args, config or Config())
+    baselines = tuple(b for b in args.baselines.split(",") if b)
+    result = evaluate(
+        args.bag, args.out, args.checkpoint, args.instances, baselines, config, topics, args.workspace, args.max_frames
+    )
+    for method, m in result["methods"].items():
+        print(f"{method:<9} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}  {m['ms_per_frame']:.1f} ms/frame")
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bin-perception", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -145,6 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     train = verbs.add_parser("train", help="train the perception model on bags")
     add_train_arguments(train)
     train.set_defaults(run=_cmd_train)
+
+    evaluate = verbs.add_parser("evaluate", help="evaluate a model and the clustering baselines on a bag")
+    evaluate.add_argument("--bag", required=True, help="a bag with ground truth")
+    evaluate.add_argument("--checkpoint", help="RUN_DIR/checkpoint.pt; without it, the baselines alone")
+    evaluate.add_argument("--instances", type=int, help="N; required without --checkpoint")
+    evaluate.add_argument("--baselines", default="kmeans,spectral,dbscan", help="comma-separated, or empty")
+    evaluate.add_argument("--max-frames", type=int, help="evaluate at most this many frames")
+    evaluate.add_argument("--config", help="a YAML config")
+    evaluate.add_argument("--out", required=True, help="the report directory")
+    add_bag_arguments(evaluate)
+    evaluate.set_defaults(run=_cmd_evaluate)
     return parser
 
 

@@ -17,8 +17,8 @@ from .frame import Frame  # noqa: E402
 
 def label_colours(labels: np.ndarray) -> np.ndarray:
     """An RGB image of instance labels: black for 0, a distinct colour per instance."""
-    palette = (plt.get_cmap("tab20")(np.arange(20))[:, :3] * 255).astype(np.uint8)
-    rgb = palette[(labels.astype(np.int64) - 1) % 20]
+    palette = (plt.get_cmap("tab10")(np.arange(10))[:, :3] * 255).astype(np.uint8)
+    rgb = palette[(labels.astype(np.int64) - 1) % 10]
     rgb[labels == 0] = 0
     return rgb
 
@@ -90,5 +90,21 @@ def loss_curve(history: Sequence[tuple[int, float]], path: str | os.PathLike) ->
     ax.set_ylabel("chamfer loss (model units)")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def segmentation_overlays(frames: Sequence[Frame], label_images: Sequence[np.ndarray], path: str | os.PathLike, title: str = "") -> Path:
+    """Instance labels over the depth image, one panel per frame."""
+    fig, axes = plt.subplots(1, len(frames), figsize=(3.2 * len(frames), 3.2), squeeze=False)
+    for ax, frame, labels in zip(axes[0], frames, label_images):
+        ax.imshow(np.ma.masked_invalid(frame.depth_m), cmap="gray")
+        colours = label_colours(labels).astype(float) / 255
+        ax.imshow(np.dstack([colours, (labels > 0) * 0.6]))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"t={frame.stamp_ns / 1e9:.2f} s", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)

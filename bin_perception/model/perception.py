@@ -31,10 +31,12 @@ CHECKPOINT_FORMAT = 1
 class Prediction:
     """What the model says of one frame."""
 
-    poses: np.ndarray  # (N, 4, 4) camera_from_part, metres
+    poses: np.ndarray  # (N, 4, 4) camera_from_model, metres
     point_labels: np.ndarray  # (n,) instance ids 1..N of the frame's workspace points
     labels: np.ndarray  # (H, W) uint16 label image, 0 = not a part
     observation: Observation
+    visible_points: np.ndarray  # (k, 3) the rendered scene's visible points, model units
+    visible_ids: np.ndarray  # (k,) their instance ids
 
 
 class CheckpointError(ValueError):
@@ -80,12 +82,14 @@ class BinPerception(nn.Module):
         scene = render(model, rotations, translations, signs)
         visible = visible_scene(scene, self.normalization.camera, self.config.hpr_exponent)[0].cpu().numpy()
         ids = instance_ids(self.instances, len(model))
-        point_labels = transfer_labels(obs.points, scene[0].cpu().numpy()[visible], ids[visible])
+        visible_points = scene[0].cpu().numpy()[visible]
+        point_labels = transfer_labels(obs.points, visible_points, ids[visible])
         poses = np.tile(np.eye(4), (self.instances, 1, 1))
         # Model units to metres: the rotation is unchanged, the translation rescales.
         poses[:, :3, :3] = rotations[0].cpu().numpy()
         poses[:, :3, 3] = self.normalization.to_metres(translations[0].cpu().numpy())
-        return Prediction(poses, point_labels.astype(np.uint16), label_image(obs.shape, obs.pixels, point_labels), obs)
+        labels = label_image(obs.shape, obs.pixels, point_labels)
+        return Prediction(poses, point_labels.astype(np.uint16), labels, obs, visible_points, ids[visible])
 
     def model_points_m(self) -> np.ndarray:
         """The learned model in metres, in its own frame (scaled, not shifted)."""

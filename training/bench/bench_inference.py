@@ -1,0 +1,62 @@
+"""Inference latency, one frame from depth image to label image, against the ResNet-18 forward alone
+and the clustering baselines on the same frames.
+
+    python -m training.bench.bench_inference --bag BAG --checkpoint RUN/checkpoint.pt [--frames 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+
+import numpy as np
+import torch
+
+from bin_perception.baselines import run_baseline
+from bin_perception.io.bag import BagReader
+from bin_perception.model import load_checkpoint
+
+
+def _percentiles(times_s: list[float]) -> str:
+    p50, p95 = np.percentile(np.asarray(times_s) * 1000, [50, 95])
+    return f"p50 {p50:7.1f} ms   p95 {p95:7.1f} ms"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bag", required=True)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--dbscan-eps-m", type=float, default=0.002)
+    args = parser.parse_args(argv)
+    perception, _, _ = load_checkpoint(args.checkpoint)
+    perception.eval()
+    frames = list(itertools.islice(BagReader(args.bag), args.frames))
+    timings: dict[str, list[float]] = {k: [] for k in ("network forward", "ours: depth to labels", "kmeans", "spectral", "dbscan")}
+    with torch.no_grad():
+        for frame in frames:
+            start = time.perf_counter()
+            observation = perception.observe(frame)
+            prediction = perception.predict(frame, observation)
+            timings["ours: depth to labels"].append(time.perf_counter() - start)
+            image = torch.from_numpy(observation.image)[None, None]
+            start = time.perf_counter()
+            perception(image)
+            timings["network forward"].append(time.perf_counter() - start)
+            points_m = perception.normalization.to_metres(observation.points)
+            for name, params in (("kmeans", {}), ("spectral", {}), ("dbscan", {"eps_m": args.dbscan_eps_m})):
+                start = time.perf_counter()
+                run_baseline(name, points_m, perception.instances, **params)
+                timings[name].append(time.perf_counter() - start)
+            del prediction
+    size = perception.config.input_size_px
+    print(f"{len(frames)} frames of {frames[0].depth_m.shape[1]}x{frames[0].depth_m.shape[0]}, network input {size} px, "
+          f"{torch.get_num_threads()} threads")
+    forward = np.median(timings["network forward"])
+    for name, times in timings.items():
+        print(f"  {name:<24} {_percentiles(times)}   {np.median(times) / forward:5.2f}x the network forward")
+
+
+if __name__ == "__main__":
+    main()
