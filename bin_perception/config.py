@@ -96,6 +96,7 @@ class TopicsConfig:
     gt_poses: str = "/gt/poses"
 
 
+METHODS = ("thesis", "seeded")
 ROTATIONS = ("quaternion", "ortho6d", "axis_angle")
 STEMS = ("depth3", "depth1")
 OPTIMIZERS = ("adam", "sgd", "bpgrad")
@@ -103,8 +104,16 @@ OPTIMIZERS = ("adam", "sgd", "bpgrad")
 
 @dataclass
 class ModelConfig:
-    """The perception model of the thesis (ch. 4): pose network, point-cloud model, renderer, loss."""
+    """The perception model of the thesis (ch. 4): pose network, point-cloud model, renderer, loss.
 
+    ``method: thesis`` regresses all N poses from the whole depth image (Wu 2019).
+    ``method: seeded`` first splits the bin into N depth-continuous seeds, then
+    estimates each part's pose from its own crop (an N = 1 problem, repeated);
+    the scene is rendered and its labels transferred as in the thesis.
+    """
+
+    method: str = "thesis"
+    seed_jump_px: float = 1.5  # seeded: a depth jump of this many pixel footprints separates seeds
     input_size_px: int = 224  # the depth image is resized to this square before the network
     stem: str = "depth3"  # depth3: the depth replicated to 3 channels (thesis); depth1: a 1-channel first conv
     rotation: str = "quaternion"
@@ -117,6 +126,8 @@ class ModelConfig:
     observed_points: int = 1024  # the observed cloud is subsampled to this many points
 
     def __post_init__(self) -> None:
+        _require(self.method in METHODS, f"method {self.method!r}: expected one of {', '.join(METHODS)}")
+        _require(self.seed_jump_px > 0, "seed_jump_px must be positive")
         _require(self.input_size_px >= 32, "input_size_px must be at least 32")
         _require(self.stem in STEMS, f"stem {self.stem!r}: expected one of {', '.join(STEMS)}")
         _require(self.rotation in ROTATIONS, f"rotation {self.rotation!r}: expected one of {', '.join(ROTATIONS)}")

@@ -26,7 +26,7 @@ from bin_perception.frame import Frame
 from bin_perception.io.bag import META_INSTANCES, META_SYMMETRY, BagReader
 from bin_perception.io.errors import BagError
 from bin_perception.metrics import chamfer_distance, model_fidelity, pairwise_scores, pose_errors
-from bin_perception.model import CheckpointError, load_checkpoint
+from bin_perception.model import BinPerception, CheckpointError, load_checkpoint
 from bin_perception.model.observation import Normalization, TooFewPointsError, observe
 from bin_perception.viz import model_views, segmentation_overlays
 
@@ -97,7 +97,7 @@ def evaluate(
             truths.append(truth[truth > 0])
         params["dbscan"]["eps_m"] = choose_dbscan_eps(clouds, truths, DBSCAN_EPS_CANDIDATES_M)
 
-    methods = (["ours"] if perception else []) + list(baselines)
+    methods = (["ours"] if perception else []) + (["ours_seeds"] if perception and perception.seeded else []) + list(baselines)
     per_frame: dict[str, list[dict]] = {m: [] for m in methods}
     overlays: dict[str, list[np.ndarray]] = {m: [] for m in methods}
     mesh = reader.part_mesh()
@@ -107,7 +107,7 @@ def evaluate(
 
     for frame in evaluation:
         try:
-            points_m, truth, obs = _parts_of(frame, workspace, normalization, input_size)
+            points_m, truth, obs = _parts_of(frame, workspace, normalization, input_size, perception)
         except TooFewPointsError:
             continue
         part = truth > 0
@@ -116,6 +116,8 @@ def evaluate(
             if method == "ours":
                 prediction = perception.predict(frame, obs)
                 labels = prediction.point_labels
+            elif method == "ours_seeds":  # the seeded method's seeds alone, before the model
+                labels = obs.seeds
             else:
                 labels = run_baseline(method, points_m, instances, **params[method])
             elapsed_ms = 1000 * (time.perf_counter() - start)
@@ -160,9 +162,11 @@ def evaluate(
     return result
 
 
-def _parts_of(frame: Frame, workspace: np.ndarray, normalization: Normalization, input_size: int):
-    """The frame's workspace cloud in metres, each point's ground-truth label, and the observation."""
-    obs = observe(frame, workspace, normalization, input_size)
+def _parts_of(
+    frame: Frame, workspace: np.ndarray, normalization: Normalization, input_size: int, perception: BinPerception | None = None
+):
+    """The frame's workspace cloud in metres, each point's ground-truth label, and the observation (the model's own, if given)."""
+    obs = perception.observe(frame) if perception else observe(frame, workspace, normalization, input_size)
     truth = frame.gt_labels.ravel()[obs.pixels]
     return normalization.to_metres(obs.points), truth, obs
 

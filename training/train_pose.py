@@ -67,12 +67,39 @@ def load_observations(perception: BinPerception, bags: list[str], config: Config
     return observations
 
 
-def make_batch(observations: list[Observation], indices: np.ndarray, points: int, rng: np.random.Generator):
-    images = torch.from_numpy(np.stack([observations[i].image for i in indices]))[:, None]
-    observed = torch.from_numpy(
-        np.stack([observations[i].points[subsample(observations[i].points, points, rng)] for i in indices])
-    )
-    return images, observed
+def observed_clouds(observations: list[Observation], points: int, rng: np.random.Generator, per_seed: bool) -> torch.Tensor:
+    """The clouds the loss compares with: each frame's (B, n, 3), or each seed's (B * N, n, 3)."""
+    if per_seed:
+        clouds = [o.points[o.seeds == k] for o in observations for k in range(1, len(o.centres) + 1)]
+    else:
+        clouds = [o.points for o in observations]
+    return torch.from_numpy(np.stack([c[subsample(c, points, rng)] for c in clouds]))
+
+
+def train_step(
+    perception: BinPerception,
+    optimizer: torch.optim.Optimizer,
+    observations: list[Observation],
+    indices: np.ndarray,
+    rng: np.random.Generator,
+    gamma: float = 0.0,
+) -> torch.Tensor:
+    """One optimiser step on the batch ``indices``; returns the batch's loss (detached)."""
+    config = perception.config
+    batch = [observations[i] for i in indices]
+    rotations, translations = perception(batch)
+    observed = observed_clouds(batch, config.observed_points, rng, perception.seeded)
+    if perception.seeded:
+        # Each part against its own seed: N = 1 problems, one per seed.
+        rotations, translations = rotations.reshape(-1, 1, 3, 3), translations.reshape(-1, 1, 3)
+    loss = scene_loss(
+        observed, perception.object_model(), rotations, translations, perception.normalization.camera,
+        config.hpr_exponent, config.rotation_channels, gamma, config.channel_loss,
+    ).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer_step(optimizer, loss)
+    return loss.detach()
 
 
 @dataclass
@@ -103,7 +130,6 @@ def train(
     optimizer = make_optimizer(perception, train_config)
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, train_config.lr_decay_epochs, gamma=train_config.lr_decay)
     rng = np.random.default_rng(train_config.seed)
-    camera = perception.normalization.camera
     batch_size = min(train_config.batch_size, len(observations))
     steps_per_epoch = max(len(observations) // batch_size, 1)
     snapshots = run_dir / "snapshots"
@@ -132,18 +158,10 @@ def train(
         while epoch < train_config.epochs and time.perf_counter() < deadline:
             order = rng.permutation(len(observations))
             for batch_start in range(0, steps_per_epoch * batch_size, batch_size):
-                images, observed = make_batch(observations, order[batch_start : batch_start + batch_size], model_config.observed_points, rng)
-                rotations, translations = perception(images)
-                loss = scene_loss(
-                    observed, perception.object_model(), rotations, translations, camera,
-                    model_config.hpr_exponent, model_config.rotation_channels, gamma, model_config.channel_loss,
-                ).mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer_step(optimizer, loss)
+                loss = train_step(perception, optimizer, observations, order[batch_start : batch_start + batch_size], rng, gamma)
                 step += 1
                 gamma += model_config.gamma_step
-                loss_value = loss.detach().item()
+                loss_value = loss.item()
                 history.append((step, loss_value))
                 log.writerow([step, epoch, f"{loss_value:.6g}", f"{time.perf_counter() - start:.2f}"])
                 bar.update()

@@ -7,6 +7,11 @@ half its largest side as the scale. The parts then lie within [-1, 1]^3. The
 network's input is the depth image in the same units: (centre_z - depth) /
 scale inside the workspace (nearer is larger), 0 elsewhere and where invalid,
 resized to the input size with area averaging. No ground truth is involved.
+
+The seeded method (see :mod:`bin_perception.model.seeds`) also cuts one crop
+per seed: the seed's pixels in a square around it, their height relative to
+the seed's centroid, resized to the input size. Its network sees one part at
+a time and predicts the part's pose relative to that centroid.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import torch
 
 from ..frame import Frame
 from ..geometry import backproject, in_workspace
+from .seeds import depth_regions, seed_labels
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,9 @@ class Observation:
     pixels: np.ndarray  # (n,) flat pixel indices into the depth image
     image: np.ndarray  # (S, S) float32, the network's input
     shape: tuple[int, int]  # the depth image's (H, W)
+    seeds: np.ndarray | None = None  # (n,) seed label 1..N of each point (seeded method)
+    crops: np.ndarray | None = None  # (N, S, S) float32, one input per seed
+    centres: np.ndarray | None = None  # (N, 3) float32, each seed's centroid, model units
 
 
 class TooFewPointsError(ValueError):
@@ -68,9 +77,14 @@ def observe(
     workspace: np.ndarray,
     normalization: Normalization,
     input_size_px: int,
+    seed_instances: int | None = None,
+    seed_jump_px: float = 1.5,
     min_points: int = 32,
 ) -> Observation:
-    """Back-project a frame, keep the workspace, normalise, and make the network's input."""
+    """Back-project a frame, keep the workspace, normalise, and make the network's input.
+
+    With ``seed_instances``, also seed that many instances and cut their crops.
+    """
     points_m = backproject(frame.depth_m, frame.K)
     inside = in_workspace(points_m, workspace)
     count = int(inside.sum())
@@ -79,10 +93,32 @@ def observe(
     pixels = np.flatnonzero(inside)
     points = normalization.to_model(points_m.reshape(-1, 3)[pixels])
     height_m = np.where(inside, normalization.centre_m[2] - frame.depth_m, 0.0) / normalization.scale_m
-    image = torch.nn.functional.interpolate(
-        torch.from_numpy(height_m.astype(np.float32))[None, None], size=(input_size_px, input_size_px), mode="area"
+    image = _resized(height_m, input_size_px)
+    if seed_instances is None:
+        return Observation(points, pixels, image, frame.depth_m.shape)
+    regions = depth_regions(frame.depth_m, inside, float(frame.K[0, 0]), seed_jump_px)
+    seeds = seed_labels(points, regions, seed_instances)
+    centres = np.stack([points[seeds == i].mean(axis=0) for i in range(1, seed_instances + 1)]).astype(np.float32)
+    rows, cols = np.divmod(pixels, frame.depth_m.shape[1])
+    crops = np.stack(
+        [_crop(height_m, rows[seeds == i], cols[seeds == i], -centres[i - 1, 2], input_size_px) for i in range(1, seed_instances + 1)]
+    )
+    return Observation(points, pixels, image, frame.depth_m.shape, seeds, crops, centres)
+
+
+def _resized(image: np.ndarray, size_px: int) -> np.ndarray:
+    return torch.nn.functional.interpolate(
+        torch.from_numpy(image.astype(np.float32))[None, None], size=(size_px, size_px), mode="area"
     )[0, 0].numpy()
-    return Observation(points, pixels, image, frame.depth_m.shape)
+
+
+def _crop(height: np.ndarray, rows: np.ndarray, cols: np.ndarray, base_height: float, size_px: int) -> np.ndarray:
+    """The seed's pixels (others zero) in the square around them, heights relative to ``base_height``."""
+    half = (max(np.ptp(rows), np.ptp(cols)) + 1) // 2 + 2
+    centre_row, centre_col = (rows.min() + rows.max()) // 2, (cols.min() + cols.max()) // 2
+    canvas = np.zeros((2 * half, 2 * half), dtype=np.float32)
+    canvas[rows - centre_row + half, cols - centre_col + half] = height[rows, cols] - base_height
+    return _resized(canvas, size_px)
 
 
 def subsample(points: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:

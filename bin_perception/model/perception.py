@@ -58,22 +58,36 @@ class BinPerception(nn.Module):
         self.normalization = Normalization.from_workspace(self.workspace)
         generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
-        self.net = PoseNet(instances, self.config.rotation, self.config.stem)
+        # The seeded method's network sees one part at a time.
+        self.net = PoseNet(1 if self.seeded else instances, self.config.rotation, self.config.stem)
         self.object_model = ObjectModel(self.config.model_points, self.config.init_cube, generator)
 
-    def observe(self, frame: Frame) -> Observation:
-        return observe(frame, self.workspace, self.normalization, self.config.input_size_px)
+    @property
+    def seeded(self) -> bool:
+        return self.config.method == "seeded"
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rotations (B, N, 3, 3) and translations (B, N, 3), model units, from input images (B, 1, S, S)."""
-        return self.net(images)
+    def observe(self, frame: Frame) -> Observation:
+        seeds = self.instances if self.seeded else None
+        return observe(frame, self.workspace, self.normalization, self.config.input_size_px, seeds, self.config.seed_jump_px)
+
+    def forward(self, observations: list[Observation]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotations (B, N, 3, 3) and translations (B, N, 3), model units, of B observed frames."""
+        device = self.object_model.points.device
+        if not self.seeded:
+            images = torch.from_numpy(np.stack([o.image for o in observations]))[:, None].to(device)
+            return self.net(images)
+        crops = torch.from_numpy(np.concatenate([o.crops for o in observations]))[:, None].to(device)
+        rotations, offsets = self.net(crops)
+        centres = torch.from_numpy(np.stack([o.centres for o in observations])).to(device)
+        shape = (len(observations), self.instances)
+        return rotations.view(*shape, 3, 3), offsets.view(*shape, 3) + centres
 
     @torch.no_grad()
     def predict(self, frame: Frame, observation: Observation | None = None) -> Prediction:
         """Poses and segments for one frame."""
         obs = observation or self.observe(frame)
         device = self.object_model.points.device
-        rotations, translations = self(torch.from_numpy(obs.image)[None, None].to(device))
+        rotations, translations = self([obs])
         model = self.object_model()
         signs = None
         if self.config.rotation_channels == 2:

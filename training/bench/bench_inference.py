@@ -40,9 +40,8 @@ def main(argv: list[str] | None = None) -> None:
             observation = perception.observe(frame)
             prediction = perception.predict(frame, observation)
             timings["ours: depth to labels"].append(time.perf_counter() - start)
-            image = torch.from_numpy(observation.image)[None, None]
             start = time.perf_counter()
-            perception(image)
+            perception([observation])
             timings["network forward"].append(time.perf_counter() - start)
             points_m = perception.normalization.to_metres(observation.points)
             for name, params in (("kmeans", {}), ("spectral", {}), ("dbscan", {"eps_m": args.dbscan_eps_m})):

@@ -4,8 +4,8 @@
         [--batch-sizes 4,8,16,32,64] [--steps 6]
 
 For each batch size: frames per second through a whole step (forward, loss,
-backward, optimiser), and the share of the step spent in the chamfer distance,
-HPR and label transfer, against the network's forward and backward.
+backward, optimiser), and the time of the geometry (rendering, HPR, the
+chamfer forward and the label transfer) as a share of the step.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from bin_perception.model import BinPerception
 from bin_perception.model.chamfer import chamfer_distance
 from bin_perception.model.render import instance_ids, render, visible_scene
 from bin_perception.model.segment import transfer_labels
-from training.train_pose import load_observations, make_batch, make_optimizer
+from training.train_pose import load_observations, make_optimizer, observed_clouds, train_step
 from training.data import resolve_workspace
 
 
@@ -47,31 +47,31 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'batch':>5} {'step s':>7} {'frames/s':>9} {'geometry share':>15}")
     for batch_size in map(int, args.batch_sizes.split(",")):
         batch_size = min(batch_size, len(observations))
-        totals = {"step": 0.0, "geometry": 0.0}
+        step_s, geometry_s = [], []
         for step in range(args.steps + 1):
             indices = rng.choice(len(observations), batch_size, replace=False)
-            images, observed = make_batch(observations, indices, config.model.observed_points, rng)
             start = time.perf_counter()
-            rotations, translations = perception(images)
-            geometry_start = time.perf_counter()
-            scene = render(perception.object_model(), rotations, translations)
-            visible = visible_scene(scene, camera, config.model.hpr_exponent)
-            loss = chamfer_distance(observed, scene, visible).mean()
-            geometry = time.perf_counter() - geometry_start
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            # Label transfer is inference's share of the geometry: time it once per frame.
-            label_start = time.perf_counter()
-            ids = instance_ids(args.instances, config.model.model_points)
-            for b in range(batch_size):
-                transfer_labels(observations[indices[b]].points, scene[b].detach().numpy()[visible[b].numpy()], ids[visible[b].numpy()])
-            geometry += time.perf_counter() - label_start
+            train_step(perception, optimizer, observations, indices, rng)
+            elapsed = time.perf_counter() - start
+            # The geometry again, alone: rendering, HPR and the chamfer forward on
+            # this batch's poses, and the label transfer inference adds to them.
+            with torch.no_grad():
+                batch = [observations[i] for i in indices]
+                rotations, translations = perception(batch)
+                start = time.perf_counter()
+                scene = render(perception.object_model(), rotations, translations)
+                visible = visible_scene(scene, camera, config.model.hpr_exponent)
+                chamfer_distance(observed_clouds(batch, config.model.observed_points, rng, False), scene, visible)
+                ids = instance_ids(args.instances, config.model.model_points)
+                for b, observation in enumerate(batch):
+                    mask = visible[b].numpy()
+                    transfer_labels(observation.points, scene[b].numpy()[mask], ids[mask])
+                geometry = time.perf_counter() - start
             if step > 0:  # the first step warms up allocators and thread pools
-                totals["step"] += time.perf_counter() - start
-                totals["geometry"] += geometry
-        step_s = totals["step"] / args.steps
-        print(f"{batch_size:>5} {step_s:>7.3f} {batch_size / step_s:>9.1f} {totals['geometry'] / totals['step']:>14.0%}", flush=True)
+                step_s.append(elapsed)
+                geometry_s.append(geometry)
+        mean_step = float(np.mean(step_s))
+        print(f"{batch_size:>5} {mean_step:>7.3f} {batch_size / mean_step:>9.1f} {np.sum(geometry_s) / np.sum(step_s):>14.0%}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from bin_perception.baselines import kmeans_labels
+from bin_perception.config import Config, ModelConfig, TrainConfig
+from bin_perception.geometry import backproject, in_workspace
+from bin_perception.metrics import pairwise_scores
+from bin_perception.model.seeds import depth_regions, seed_labels
+from bin_perception.sim.dataset import simulate_bag
+from bin_perception.sim.parts import load_part
+from bin_perception.sim.scene import BinSimulator
+from training.evaluate import evaluate
+from training.train_pose import train
+
+
+def test_regions_split_at_depth_jumps_and_not_on_slopes():
+    fx_px = 200.0
+    rows, cols = np.mgrid[0:40, 0:60]
+    # A plane sloping 60 degrees (1.7 pixel footprints a pixel), and a step 10 mm nearer.
+    depth = 0.3 + np.tan(np.radians(60)) * cols * 0.3 / fx_px
+    depth[:, 30:] -= 0.010
+    inside = np.ones_like(depth, dtype=bool)
+    regions = depth_regions(depth, inside, fx_px, jump_px=2.0).reshape(depth.shape)
+    assert len(np.unique(regions)) == 2
+    assert len(np.unique(regions[:, :30])) == 1 and len(np.unique(regions[:, 30:])) == 1
+
+
+def test_seed_labels_bring_any_region_count_to_n():
+    rng = np.random.default_rng(0)
+    points = np.vstack([rng.normal(c, 0.002, (200, 3)) for c in ((0, 0, 0.3), (0.03, 0, 0.3), (0, 0.03, 0.3))])
+    one_region = np.zeros(600, dtype=np.int64)
+    labels = seed_labels(points, one_region, 3)
+    assert sorted(np.unique(labels)) == [1, 2, 3]
+    many = np.arange(600) % 7  # seven interleaved regions: the three largest survive
+    assert sorted(np.unique(seed_labels(points, many, 3))) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("name", ["bolt", "lever"])
+def test_seeds_beat_kmeans_on_elongated_parts(name):
+    gains = []
+    with BinSimulator(load_part(name), 3, Config()) as simulator:
+        for seed in range(4):
+            sample = simulator.scene([31, seed])
+            points = backproject(sample.depth_m, sample.K)
+            inside = in_workspace(points, simulator.workspace)
+            cloud, truth = points[inside], sample.labels[inside]
+            part = truth > 0
+            seeds = seed_labels(cloud, depth_regions(sample.depth_m, inside, sample.K[0, 0], 1.5), 3)
+            gains.append(pairwise_scores(truth[part], seeds[part]).f1 - pairwise_scores(truth[part], kmeans_labels(cloud, 3)[part]).f1)
+    # Measured: +0.23 (bolt) and +0.26 (lever) on average over these scenes.
+    assert np.mean(gains) > 0.1
+
+
+@pytest.mark.slow
+def test_seeded_training_and_evaluation(tmp_path):
+    bag = tmp_path / "bolt_n2.mcap"
+    simulate_bag("bolt", 2, 24, seed=2, out=bag, progress=False)
+    model = ModelConfig(method="seeded", input_size_px=64, model_points=256, observed_points=128)
+    result = train([str(bag)], 2, Config(model=model, train=TrainConfig(batch_size=4, epochs=4, seed=0)), tmp_path / "run")
+    assert result.steps == 24
+    metrics = evaluate(str(bag), tmp_path / "report", str(result.run_dir / "checkpoint.pt"), baselines=("kmeans",), tune_frames=0)
+    methods = metrics["methods"]
+    assert set(methods) == {"ours", "ours_seeds", "kmeans"}
+    assert methods["ours_seeds"]["f1"] > methods["kmeans"]["f1"]
+    assert methods["ours"]["f1"] > 0.6 and methods["ours"]["frames"] == 24
