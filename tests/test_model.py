@@ -147,3 +147,25 @@ def test_normalisation_is_fixed_by_the_workspace(nut_scene):
     assert np.abs(corners).max() == pytest.approx(1.0)
     np.testing.assert_allclose(norm.to_metres(norm.to_model(workspace)), workspace, atol=1e-6)
     np.testing.assert_allclose(norm.to_metres(norm.camera[None])[0], 0.0, atol=1e-6)
+
+
+def test_two_rotation_channels_follow_eq_4_2():
+    generator = torch.Generator().manual_seed(4)
+    model = torch.randn(64, 3, generator=generator)
+    rotations = params_to_matrix(torch.randn(2, 2, 4, generator=generator), "quaternion")
+    translations = torch.randn(2, 2, 3, generator=generator) * 0.3 + torch.tensor([0.0, 0.0, 4.0])
+    observed = torch.randn(2, 200, 3, generator=generator) * 0.5 + torch.tensor([0.0, 0.0, 4.0])
+    camera = np.zeros(3)
+    from bin_perception.model.render import _channel_losses, best_channels, channel_signs, scene_loss
+
+    per_combination = _channel_losses(observed, model, rotations, translations, camera, 2.9)
+    assert per_combination.shape == (2, 4)
+    # The first combination (+1, +1) is the one-channel loss.
+    torch.testing.assert_close(per_combination[:, 0], scene_loss(observed, model, rotations, translations, camera, 2.9))
+    # gamma = 0 weighs every combination alike; a large gamma approaches the minimum.
+    torch.testing.assert_close(scene_loss(observed, model, rotations, translations, camera, 2.9, 2, 0.0), per_combination.mean(dim=1))
+    sharp = scene_loss(observed, model, rotations, translations, camera, 2.9, 2, 1e4)
+    torch.testing.assert_close(sharp, per_combination.min(dim=1).values, rtol=1e-3, atol=1e-4)
+    best = best_channels(observed, model, rotations, translations, camera, 2.9)
+    winners = channel_signs(2)[per_combination.argmin(dim=1)]
+    torch.testing.assert_close(best, winners)

@@ -59,12 +59,7 @@ def scene_loss(
     if rotation_channels == 1:
         scene = render(model, rotations, translations)
         return chamfer_distance(observed, scene, visible_scene(scene, camera, hpr_exponent))
-    combos = channel_signs(rotations.shape[1], observed.device)
-    losses = []
-    for signs in combos:
-        scene = render(model, rotations, translations, signs.expand(len(rotations), -1))
-        losses.append(chamfer_distance(observed, scene, visible_scene(scene, camera, hpr_exponent)))
-    losses = torch.stack(losses, dim=1)  # (B, 2^N)
+    losses = _channel_losses(observed, model, rotations, translations, camera, hpr_exponent)  # (B, 2^N)
     if channel_loss == "min":
         return losses.min(dim=1).values
     # Softmin weights of Eq. 4.2, treated as constants: they select channels,
@@ -73,6 +68,23 @@ def scene_loss(
     return (weights * losses).sum(dim=1)
 
 
+def _channel_losses(
+    observed: torch.Tensor,
+    model: torch.Tensor,
+    rotations: torch.Tensor,
+    translations: torch.Tensor,
+    camera: np.ndarray,
+    hpr_exponent: float | None,
+) -> torch.Tensor:
+    """The chamfer loss (B, 2^N) of every combination of rotation channels."""
+    losses = []
+    for signs in channel_signs(rotations.shape[1], observed.device):
+        scene = render(model, rotations, translations, signs.expand(len(rotations), -1))
+        losses.append(chamfer_distance(observed, scene, visible_scene(scene, camera, hpr_exponent)))
+    return torch.stack(losses, dim=1)
+
+
+@torch.no_grad()
 def best_channels(
     observed: torch.Tensor,
     model: torch.Tensor,
@@ -82,10 +94,5 @@ def best_channels(
     hpr_exponent: float | None,
 ) -> torch.Tensor:
     """For two-channel inference: the signs (B, N) of the channel combination with the lowest loss."""
-    combos = channel_signs(rotations.shape[1], observed.device)
-    losses = []
-    with torch.no_grad():
-        for signs in combos:
-            scene = render(model, rotations, translations, signs.expand(len(rotations), -1))
-            losses.append(chamfer_distance(observed, scene, visible_scene(scene, camera, hpr_exponent)))
-    return combos[torch.stack(losses, dim=1).argmin(dim=1)]
+    losses = _channel_losses(observed, model, rotations, translations, camera, hpr_exponent)
+    return channel_signs(rotations.shape[1], observed.device)[losses.argmin(dim=1)]
