@@ -130,6 +130,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_solvers(args: argparse.Namespace) -> int:
+    from training.solver_bench.runner import run_suite
+
+    report, json_path, markdown_path = run_suite(args.suite, args.out, quick=args.quick, workers=args.workers)
+    print(f"{report.title}: {report.data['wall_seconds']:.0f} s")
+    print(f"results: {json_path}, {markdown_path} and {len(report.figures)} PNGs")
+    return 0
+
+
+def _cmd_lipschitz(args: argparse.Namespace) -> int:
+    from training.solver_bench.lipschitz_report import lipschitz_report
+
+    lipschitz_report(args.suite, args.out, copies=args.copies, percentile=args.percentile, seed=args.seed)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bin-perception", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -156,6 +172,24 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--config", help="a YAML config")
     add_bag_arguments(inspect)
     inspect.set_defaults(run=_cmd_inspect)
+
+    from training.solver_bench.registry import SUITES  # names only: it imports nothing heavy
+
+    suites = sorted(SUITES)
+    bench = verbs.add_parser("bench-solvers", help="run a solver benchmark of the thesis (ch. 3): BPGrad against torch.optim")
+    bench.add_argument("--suite", required=True, choices=suites, help="the benchmark")
+    bench.add_argument("--out", required=True, help="the directory for results.json, results.md and the PNGs")
+    bench.add_argument("--quick", action="store_true", help="a short run of the same protocol (for tests)")
+    bench.add_argument("--workers", type=int, default=1, help="single-threaded processes to run trials in")
+    bench.set_defaults(run=_cmd_bench_solvers)
+
+    lipschitz = verbs.add_parser("lipschitz", help="estimate BPGrad's Lipschitz constant L for a benchmark's network")
+    lipschitz.add_argument("--suite", required=True, choices=suites, help="whose network and data")
+    lipschitz.add_argument("--out", required=True, help="the figure (PNG), as the thesis's Fig. 3.15")
+    lipschitz.add_argument("--copies", type=int, default=600, help="random initial parameter copies")
+    lipschitz.add_argument("--percentile", type=float, default=90.0, help="where in the distribution the suggested L sits")
+    lipschitz.add_argument("--seed", type=int, default=0, help="the copies and the batches")
+    lipschitz.set_defaults(run=_cmd_lipschitz)
 
     train = verbs.add_parser("train", help="train the perception model on bags")
     add_train_arguments(train)

@@ -36,3 +36,16 @@ def test_bad_files_name_the_file_and_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as error:
         load_config(path)
     assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_validates(path):
+    config = load_config(path)
+    assert config.model.method in ("thesis", "seeded")
+
+
+def test_the_gpu_recipe_is_the_thesis_recipe():
+    config = load_config(CONFIG_DIR / "train_gpu.yaml")
+    assert (config.model.method, config.model.input_size_px, config.model.model_points) == ("thesis", 224, 1024)
+    assert (config.train.optimizer, config.train.lr_model, config.train.lr_network) == ("adam", 1e-3, 1e-4)
+    assert (config.train.lr_decay, config.train.lr_decay_epochs, config.train.batch_size, config.train.epochs) == (0.31, 50, 250, 250)

@@ -12,7 +12,7 @@ from bin_perception.sim.dataset import simulate_bag
 from training.evaluate import evaluate
 from training.train_pose import train
 
-TINY_MODEL = ModelConfig(input_size_px=64, model_points=256, observed_points=256)
+TINY_MODEL = ModelConfig(method="thesis", input_size_px=64, model_points=256, observed_points=256)
 
 
 @pytest.fixture(scope="module")

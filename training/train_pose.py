@@ -31,18 +31,20 @@ from .data import iter_frames, resolve_workspace
 
 
 def make_optimizer(perception: BinPerception, train: TrainConfig) -> torch.optim.Optimizer:
-    """The optimiser named in the config, with the thesis's two learning rates (model, network)."""
-    groups = [
-        {"params": perception.object_model.parameters(), "lr": train.lr_model},
-        {"params": perception.net.parameters(), "lr": train.lr_network},
-    ]
+    """The optimiser named in the config, with the thesis's two learning rates (model, network).
+
+    BPGrad sets its own step length from the loss and L, so it takes neither
+    learning rates nor their decay.
+    """
+    parameters = [perception.object_model.parameters(), perception.net.parameters()]
+    if train.optimizer == "bpgrad":
+        from bin_perception.optim import BPGrad
+
+        return BPGrad([{"params": p} for p in parameters], lipschitz=train.lipschitz, momentum=train.momentum)
+    groups = [{"params": p, "lr": lr} for p, lr in zip(parameters, (train.lr_model, train.lr_network))]
     if train.optimizer == "adam":
         return torch.optim.Adam(groups)
-    if train.optimizer == "sgd":
-        return torch.optim.SGD(groups, momentum=train.momentum)
-    from bin_perception.optim import BPGrad
-
-    return BPGrad(groups, lipschitz=train.lipschitz, momentum=train.momentum)
+    return torch.optim.SGD(groups, momentum=train.momentum)
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
@@ -128,7 +130,11 @@ def train(
     perception = BinPerception(instances, workspace, model_config, seed=train_config.seed)
     observations = load_observations(perception, bags, config)
     optimizer = make_optimizer(perception, train_config)
-    schedule = torch.optim.lr_scheduler.StepLR(optimizer, train_config.lr_decay_epochs, gamma=train_config.lr_decay)
+    schedule = (
+        torch.optim.lr_scheduler.StepLR(optimizer, train_config.lr_decay_epochs, gamma=train_config.lr_decay)
+        if "lr" in optimizer.defaults
+        else None
+    )
     rng = np.random.default_rng(train_config.seed)
     batch_size = min(train_config.batch_size, len(observations))
     steps_per_epoch = max(len(observations) // batch_size, 1)
@@ -147,7 +153,7 @@ def train(
         save_checkpoint(
             run_dir / "checkpoint.pt",
             perception,
-            {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()},
+            {"optimizer": optimizer.state_dict(), **({"schedule": schedule.state_dict()} if schedule else {})},
             {**metadata, "step": step, "epoch": epoch, "gamma": gamma, "loss": loss_value},
         )
 
@@ -173,7 +179,8 @@ def train(
                     break
             else:
                 epoch += 1
-                schedule.step()
+                if schedule:
+                    schedule.step()
                 if epoch % train_config.snapshot_every_epochs == 0:
                     model_views(perception.model_points_m(), snapshots / f"model_epoch_{epoch:04d}.png", f"epoch {epoch}")
                 continue
