@@ -26,7 +26,7 @@ from .datasets import load_fashion_mnist
 from .plotting import COLORS, median_band, new_figure, save_figure, tuning_figure
 from .protocol import ProtocolResult, Record, Trial, run_protocol, run_trials
 from .report import Report, markdown_table, median_range
-from .solvers import SOLVER_BY_KEY, SOLVERS, make_optimizer, start_epoch, take_step
+from .solvers import SOLVER_BY_KEY, SOLVERS, VARIANTS, make_optimizer, start_epoch, take_step
 
 BATCH = 100
 WEIGHT_DECAY = 5e-4
@@ -78,14 +78,6 @@ class Budget:
 
 FULL = Budget(None, 10_000, None, 1, 8, FINAL_SEEDS, None, 3)
 QUICK = Budget(2_000, 1_000, 1_000, 1, 1, FINAL_SEEDS[:2], 2, 1)
-
-# The authors' MatConvNet code's departures from the thesis's Alg. 2 (see BPGrad), one at a time and together.
-VARIANTS: dict[str, dict[str, bool]] = {
-    "eta outside the momentum": {"eta_outside_momentum": True},
-    "f = the epoch's running mean loss": {"epoch_mean_loss": True},
-    "norm before weight decay": {"norm_before_decay": True},
-    "all three (the official code)": {"eta_outside_momentum": True, "epoch_mean_loss": True, "norm_before_decay": True},
-}
 
 
 def grids(budget: Budget) -> dict[str, tuple[float, ...]]:

@@ -46,11 +46,10 @@ from bin_perception.sim.dataset import simulate_bag
 from training.data import resolve_workspace
 from training.train_pose import load_observations, train_step
 
-from .fashion_mnist import VARIANTS
 from .plotting import COLORS, median_band, new_figure, save_figure, tuning_figure
 from .protocol import ProtocolResult, Record, Trial, run_protocol, run_trials
 from .report import Report, markdown_table, median_range, number
-from .solvers import SOLVER_BY_KEY, SOLVERS, log_grid, make_optimizer, start_epoch
+from .solvers import SOLVER_BY_KEY, SOLVERS, VARIANTS, log_grid, make_optimizer, start_epoch
 
 PART, INSTANCES = "nut", 2
 TRAIN_SEED, VALIDATION_SEED = 2019, 2020  # the simulator's: scene i of a bag depends only on (seed, i)

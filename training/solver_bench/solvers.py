@@ -73,3 +73,12 @@ def log_grid(low_exponent: float, high_exponent: float, per_decade: int = 2) -> 
     """10^low .. 10^high, ``per_decade`` points a decade, rounded to 3 significant figures."""
     count = round((high_exponent - low_exponent) * per_decade) + 1
     return [float(f"{10 ** (low_exponent + i / per_decade):.3g}") for i in range(count)]
+
+
+# The authors' MatConvNet code's departures from the thesis's Alg. 2 (see BPGrad), one at a time and together.
+VARIANTS: dict[str, dict[str, bool]] = {
+    "eta outside the momentum": {"eta_outside_momentum": True},
+    "f = the epoch's running mean loss": {"epoch_mean_loss": True},
+    "norm before weight decay": {"norm_before_decay": True},
+    "all three (the official code)": {"eta_outside_momentum": True, "epoch_mean_loss": True, "norm_before_decay": True},
+}
