@@ -48,9 +48,9 @@ class PoseNet(nn.Module):
 class ObjectModel(nn.Module):
     """X, the part as m learnable points, initialised uniformly in a cube of side ``init_cube`` at the origin."""
 
-    def __init__(self, points: int = 1024, init_cube: float = 0.5, generator: torch.Generator | None = None) -> None:
+    def __init__(self, points: int = 1024, init_cube: float = 0.5) -> None:
         super().__init__()
-        self.points = nn.Parameter((torch.rand(points, 3, generator=generator) - 0.5) * init_cube)
+        self.points = nn.Parameter((torch.rand(points, 3) - 0.5) * init_cube)
 
     def forward(self) -> torch.Tensor:
         return self.points

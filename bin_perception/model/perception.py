@@ -56,11 +56,12 @@ class BinPerception(nn.Module):
         self.config = config or ModelConfig()
         self.workspace = np.asarray(workspace, dtype=np.float64).reshape(2, 3)
         self.normalization = Normalization.from_workspace(self.workspace)
-        generator = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        # The seeded method's network sees one part at a time.
-        self.net = PoseNet(1 if self.seeded else instances, self.config.rotation, self.config.stem)
-        self.object_model = ObjectModel(self.config.model_points, self.config.init_cube, generator)
+        # Seeded initial weights, without reseeding the caller's global generator.
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            # The seeded method's network sees one part at a time.
+            self.net = PoseNet(1 if self.seeded else instances, self.config.rotation, self.config.stem)
+            self.object_model = ObjectModel(self.config.model_points, self.config.init_cube)
 
     @property
     def seeded(self) -> bool:
