@@ -276,8 +276,15 @@ def _global_norm(
     partial_norms: list[Tensor] = []
     for grads, foreach in zip(grads_per_group, foreach_per_group, strict=True):
         grouped = Optimizer._group_tensors_by_device_and_dtype([grads])
-        for (_, dtype), ((device_grads,), _) in grouped.items():
+        for (grads_device, dtype), ((device_grads,), _) in grouped.items():
             accumulate = _scalar_dtype(dtype)
+            if grads_device.type == "cpu":
+                # On the CPU, _foreach_norm is a loop of vector_norm; a BLAS dot per tensor reads the
+                # same memory in about two thirds of the time, vectorised and threaded.
+                flat = [g.reshape(-1).to(accumulate) for g in device_grads]
+                squares = torch.stack([v.dot(v) for v in flat])
+                partial_norms.append(squares.sum().sqrt())
+                continue
             if _use_foreach(foreach, device_grads):
                 norms = torch._foreach_norm(device_grads, 2, dtype=accumulate)
             else:
