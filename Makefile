@@ -28,9 +28,10 @@ $(STAMP): setup.py setup.cfg package.xml
 	$(PYTHON) -m pip install -q -e '.[ros,test]'
 	@touch $@
 
+# The simulated camera, perception_node and a collecting client, over DDS on this machine.
+# The first run trains the demo's model (a few minutes) and caches it; later runs reuse it.
 demo: setup
-	$(VENV)/bin/bin-perception simulate --part nut --instances 3 --scenes 200 --seed 7 --workers 2 --out $(DEMO)/nut_n3.mcap --overwrite
-	$(VENV)/bin/bin-perception inspect $(DEMO)/nut_n3.mcap --out $(DEMO)/nut_n3_contact_sheet.png
+	$(VENV)/bin/bin-perception demo --out $(DEMO)
 
 test: setup
 	$(PYTHON) -m pytest -q

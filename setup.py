@@ -59,6 +59,10 @@ setup(
     entry_points={
         "console_scripts": [
             "bin-perception = bin_perception.cli:main",
+            "perception_node = bin_perception.nodes.perception_node:main",
+            "sim_camera_node = bin_perception.nodes.sim_camera_node:main",
+            "bag_player = bin_perception.nodes.bag_player:main",
+            "bag_recorder = bin_perception.nodes.bag_recorder:main",
         ],
     },
 )

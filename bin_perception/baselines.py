@@ -21,6 +21,8 @@ from scipy.spatial import cKDTree
 from sklearn.cluster import KMeans, SpectralClustering
 from threadpoolctl import threadpool_limits
 
+from .frame import Frame
+from .geometry import backproject, in_workspace
 from .metrics import pairwise_scores
 
 BASELINE_NAMES = ("kmeans", "spectral", "dbscan")
@@ -167,3 +169,12 @@ def run_baseline(name: str, points: np.ndarray, k: int, **params) -> np.ndarray:
             raise ValueError("baseline 'dbscan' needs eps_m (metres); choose it with choose_dbscan_eps")
         return dbscan_labels(points, **params)
     raise ValueError(f"unknown baseline {name!r}: expected one of {', '.join(BASELINE_NAMES)}")
+
+
+def baseline_label_image(frame: Frame, workspace: np.ndarray, name: str, k: int, **params) -> np.ndarray:
+    """A (H, W) uint16 label image of ``frame`` by the baseline ``name`` on its workspace points."""
+    points_m = backproject(frame.depth_m, frame.K).reshape(-1, 3)
+    pixels = np.flatnonzero(in_workspace(points_m, workspace))
+    labels = np.zeros(frame.depth_m.size, dtype=np.uint16)
+    labels[pixels] = run_baseline(name, points_m[pixels], k, **params)
+    return labels.reshape(frame.depth_m.shape)

@@ -104,6 +104,19 @@ def pairwise_scores(true_labels: np.ndarray, pred_labels: np.ndarray) -> Pairwis
     return PairwiseScores(precision, recall, f1, tp, fp, fn, tn)
 
 
+def label_image_scores(true_labels: np.ndarray, pred_labels: np.ndarray) -> PairwiseScores:
+    """:func:`pairwise_scores` of two (H, W) label images, over the pixels both call a part (label > 0).
+
+    A method labels the points it was given (a frame's workspace); the truth's background and the
+    pixels no method saw are scored by neither, as the evaluation of a bag scores them.
+    """
+    true_labels, pred_labels = np.asarray(true_labels), np.asarray(pred_labels)
+    if true_labels.shape != pred_labels.shape:
+        raise ValueError(f"label images differ in size: true {true_labels.shape}, predicted {pred_labels.shape}")
+    scored = (true_labels > 0) & (pred_labels > 0)
+    return pairwise_scores(true_labels[scored], pred_labels[scored])
+
+
 # ---------------------------------------------------------------------------
 # 6D pose
 

@@ -15,10 +15,15 @@ import numpy as np  # noqa: E402
 from .frame import Frame  # noqa: E402
 
 
+def instance_colours(ids: np.ndarray) -> np.ndarray:
+    """(..., 3) RGB in [0, 1] for instance ids 1, 2, ...: tab10's colours, in the same order everywhere."""
+    palette = plt.get_cmap("tab10")(np.arange(10))[:, :3]
+    return palette[(np.asarray(ids, dtype=np.int64) - 1) % 10]
+
+
 def label_colours(labels: np.ndarray) -> np.ndarray:
     """An RGB image of instance labels: black for 0, a distinct colour per instance."""
-    palette = (plt.get_cmap("tab10")(np.arange(10))[:, :3] * 255).astype(np.uint8)
-    rgb = palette[(labels.astype(np.int64) - 1) % 10]
+    rgb = (instance_colours(labels) * 255).astype(np.uint8)
     rgb[labels == 0] = 0
     return rgb
 
@@ -94,13 +99,25 @@ def loss_curve(history: Sequence[tuple[int, float]], path: str | os.PathLike) ->
     return _save(fig, path)
 
 
-def segmentation_overlays(frames: Sequence[Frame], label_images: Sequence[np.ndarray], path: str | os.PathLike, title: str = "") -> Path:
-    """Instance labels over the depth image, one panel per frame."""
+def segmentation_overlays(
+    frames: Sequence[Frame],
+    label_images: Sequence[np.ndarray],
+    path: str | os.PathLike,
+    title: str = "",
+    poses: Sequence[np.ndarray] | None = None,
+    axis_m: float = 0.01,
+) -> Path:
+    """Instance labels over the depth image, one panel per frame; with ``poses`` ((N, 4, 4) a frame),
+    each instance's axes too (x red, y green, z blue, ``axis_m`` long), projected through the frame's K."""
     fig, axes = plt.subplots(1, len(frames), figsize=(3.2 * len(frames), 3.2), squeeze=False)
-    for ax, frame, labels in zip(axes[0], frames, label_images):
+    for index, (ax, frame, labels) in enumerate(zip(axes[0], frames, label_images)):
         ax.imshow(np.ma.masked_invalid(frame.depth_m), cmap="gray")
         colours = label_colours(labels).astype(float) / 255
         ax.imshow(np.dstack([colours, (labels > 0) * 0.6]))
+        if poses is not None:
+            _draw_axes(ax, poses[index], frame.K, axis_m)
+        ax.set_xlim(-0.5, frame.depth_m.shape[1] - 0.5)
+        ax.set_ylim(frame.depth_m.shape[0] - 0.5, -0.5)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"t={frame.stamp_ns / 1e9:.2f} s", fontsize=8)
@@ -108,3 +125,14 @@ def segmentation_overlays(frames: Sequence[Frame], label_images: Sequence[np.nda
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _draw_axes(ax, poses: np.ndarray, K: np.ndarray, axis_m: float) -> None:
+    """Each pose's origin and axis tips, projected by the pinhole K (camera frame, z forward)."""
+    ends = np.vstack([np.zeros(3), np.eye(3) * axis_m])  # origin, x, y, z tips in the part's frame
+    for instance, pose in enumerate(poses, start=1):
+        camera = ends @ pose[:3, :3].T + pose[:3, 3]
+        pixels = (camera @ np.asarray(K).T)[:, :2] / camera[:, 2:3]
+        for tip, colour in zip(pixels[1:], ("red", "lime", "blue")):
+            ax.plot([pixels[0, 0], tip[0]], [pixels[0, 1], tip[1]], color=colour, linewidth=1.2)
+        ax.text(*pixels[0], str(instance), color="white", fontsize=7, ha="center", va="center")

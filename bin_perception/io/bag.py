@@ -83,12 +83,27 @@ class BagWriter:
         self._connections: dict[str, Any] = {}
         self.count = 0
 
-    def _write(self, topic: str, msg: Any, stamp_ns: int) -> None:
+    def add_topic(self, topic: str, msgtype: str) -> None:
+        """Declare a topic; the bag lists it even if no message follows.
+
+        The type must be in the Kilted type store, which holds the definitions the bag records.
+        """
         connection = self._connections.get(topic)
-        if connection is None:
-            connection = self._writer.add_connection(topic, msg.__msgtype__, typestore=messages.TYPESTORE)
-            self._connections[topic] = connection
-        self._writer.write(connection, stamp_ns, messages.TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
+        if connection is not None:
+            if connection.msgtype != msgtype:
+                raise BagError(f"bag {self.path}: topic {topic} is {connection.msgtype}, not {msgtype}")
+            return
+        if msgtype not in messages.TYPESTORE.types:
+            raise BagError(f"bag {self.path}: topic {topic}: message type {msgtype} is unknown to the Kilted type store")
+        self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=messages.TYPESTORE)
+
+    def write_raw(self, topic: str, msgtype: str, data: bytes, stamp_ns: int) -> None:
+        """Write one CDR-serialized message, logged at ``stamp_ns``."""
+        self.add_topic(topic, msgtype)
+        self._writer.write(self._connections[topic], stamp_ns, data)
+
+    def _write(self, topic: str, msg: Any, stamp_ns: int) -> None:
+        self.write_raw(topic, msg.__msgtype__, messages.TYPESTORE.serialize_cdr(msg, msg.__msgtype__), stamp_ns)
 
     def write(self, frame: Frame) -> None:
         """Write a frame's depth and CameraInfo, and its RGB and ground truth where it has them."""
@@ -166,6 +181,50 @@ def describe_topics(path: str | os.PathLike) -> list[tuple[str, str, int, str]]:
     except Exception as error:  # rosbags raises several unrelated types for broken bags
         raise BagError(f"bag {path}: cannot be read: {error}") from None
     return rows
+
+
+def bag_topics(path: str | os.PathLike, topics: list[str] | None = None) -> dict[str, tuple[str, int]]:
+    """The message type and count of each of ``topics``, or of every topic of the bag.
+
+    Opening the bag checks that it reads; a topic it lacks is a :class:`BagError`.
+    """
+    path = resolve_bag_path(path)
+    try:
+        with Reader(path) as reader:
+            connections = sorted(reader.connections, key=lambda c: c.topic)
+    except Exception as error:  # rosbags raises several unrelated types for broken bags
+        raise BagError(f"bag {path}: cannot be read: {error}") from None
+    available: dict[str, tuple[str, int]] = {}
+    # A topic recorded with several QoS profiles has one connection for each.
+    for connection in connections:
+        msgtype, count = available.get(connection.topic, (connection.msgtype, 0))
+        if msgtype != connection.msgtype:
+            raise BagError(f"bag {path}: topic {connection.topic} holds two types, {msgtype} and {connection.msgtype}")
+        available[connection.topic] = (msgtype, count + connection.msgcount)
+    unknown = [topic for topic in topics or () if topic not in available]
+    if unknown:
+        have = ", ".join(available) or "none"
+        raise BagError(f"bag {path}: no topic {', '.join(map(repr, unknown))}; the bag has: {have}")
+    return {topic: available[topic] for topic in topics or available}
+
+
+def iter_raw_messages(path: str | os.PathLike, topics: list[str] | None = None) -> Iterator[tuple[str, str, int, bytes]]:
+    """Stream (topic, type, log time in ns, CDR bytes) in log-time order, of ``topics`` or of every topic.
+
+    The bag and the topics are checked on the call, before the first message is read.
+    """
+    path = resolve_bag_path(path)
+    return _raw_messages(path, set(bag_topics(path, topics)))
+
+
+def _raw_messages(path: Path, topics: set[str]) -> Iterator[tuple[str, str, int, bytes]]:
+    with Reader(path) as reader:
+        connections = [c for c in reader.connections if c.topic in topics]
+        try:
+            for connection, stamp_ns, data in reader.messages(connections=connections):
+                yield connection.topic, connection.msgtype, stamp_ns, data
+        except Exception as error:  # a truncated chunk or a broken database
+            raise BagError(f"bag {path}: cannot be read: {error}") from None
 
 
 class BagReader:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
+from ..frame import Frame
 from ..geometry import matrix_to_quaternion, pose_to_matrix
 from .errors import FrameError
 
@@ -63,12 +64,12 @@ def depth_from_image(msg: Any, source: str = "depth image") -> np.ndarray:
         depth_m = depth_mm.astype(np.float32) / np.float32(1000.0)
         depth_m[depth_mm == 0] = np.nan
         return depth_m
-    raise FrameError(f"{source}: unknown depth encoding {msg.encoding!r}; expected one of {', '.join(DEPTH_ENCODINGS)}")
+    raise FrameError(f"{source}: unknown depth encoding {msg.encoding!r}; expected one of {', '.join(DEPTH_ENCODINGS)}", "encoding")
 
 
 def labels_from_image(msg: Any, source: str = "label image") -> np.ndarray:
     if msg.encoding not in ("mono16", "16UC1"):
-        raise FrameError(f"{source}: label images must be mono16, got {msg.encoding!r}")
+        raise FrameError(f"{source}: label images must be mono16, got {msg.encoding!r}", "encoding")
     return _pixels(msg, np.uint16, 1, source)
 
 
@@ -80,21 +81,36 @@ def rgb_from_image(msg: Any, source: str = "colour image") -> np.ndarray:
         return _pixels(msg, np.uint8, 3, source)[..., ::-1].copy()
     if msg.encoding == "mono8":
         return np.repeat(_pixels(msg, np.uint8, 1, source)[..., None], 3, axis=2)
-    raise FrameError(f"{source}: unknown colour encoding {msg.encoding!r}; expected one of {', '.join(RGB_ENCODINGS)}")
+    raise FrameError(f"{source}: unknown colour encoding {msg.encoding!r}; expected one of {', '.join(RGB_ENCODINGS)}", "encoding")
 
 
 def intrinsics_from_camera_info(msg: Any, source: str = "camera info") -> np.ndarray:
     """The 3x3 K of a CameraInfo, checked for usable focal lengths."""
     K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
     if not (K[0, 0] > 0 and K[1, 1] > 0):
-        raise FrameError(f"{source}: focal length fx={K[0, 0]:g}, fy={K[1, 1]:g}; an uncalibrated camera cannot be back-projected")
+        raise FrameError(f"{source}: focal length fx={K[0, 0]:g}, fy={K[1, 1]:g}; an uncalibrated camera cannot be back-projected", "camera_info")
     return K
 
 
 def check_size(depth_m: np.ndarray, info: Any, source: str) -> None:
     h, w = depth_m.shape
     if (info.height, info.width) != (h, w):
-        raise FrameError(f"{source}: depth image is {w}x{h} but its CameraInfo says {info.width}x{info.height}")
+        raise FrameError(f"{source}: depth image is {w}x{h} but its CameraInfo says {info.width}x{info.height}", "size_mismatch")
+
+
+def check_has_depth(depth_m: np.ndarray, source: str) -> None:
+    """A frame with no valid depth (all NaN, all zero) is a camera fault, not an empty bin."""
+    if not np.isfinite(depth_m).any():
+        raise FrameError(f"{source}: no valid depth in any of its {depth_m.size} pixels (all NaN, zero or infinite)", "no_depth")
+
+
+def frame_from_messages(depth_msg: Any, info_msg: Any, source: str = "depth image") -> Frame:
+    """A checked :class:`Frame` from a depth Image and the CameraInfo it was taken with."""
+    depth_m = depth_from_image(depth_msg, source)
+    check_size(depth_m, info_msg, source)
+    check_has_depth(depth_m, source)
+    K = intrinsics_from_camera_info(info_msg, f"{source}'s camera info")
+    return Frame(depth_m, K, stamp_ns(depth_msg.header), depth_msg.header.frame_id)
 
 
 def poses_from_pose_array(msg: Any) -> np.ndarray:

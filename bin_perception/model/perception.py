@@ -20,7 +20,7 @@ from torch import nn
 from ..config import ModelConfig, build_dataclass
 from ..frame import Frame
 from .network import ObjectModel, PoseNet
-from .observation import Normalization, Observation, observe
+from .observation import Normalization, Observation, observe, subsample
 from .render import best_channels, instance_ids, render, visible_scene
 from .segment import label_image, transfer_labels
 
@@ -67,6 +67,22 @@ class BinPerception(nn.Module):
     def seeded(self) -> bool:
         return self.config.method == "seeded"
 
+    def set_instances(self, instances: int) -> None:
+        """Perceive ``instances`` parts per bin from now on.
+
+        The seeded method's network sees one part at a time, so any N >= 1 works; the thesis's network
+        regresses a fixed N poses, the N it was trained for.
+        """
+        if instances < 1:
+            raise ValueError(f"instances {instances}: a bin holds at least one part")
+        if not self.seeded and instances != self.instances:
+            raise ValueError(f"instances {instances}: this model (method thesis) was trained for exactly {self.instances}")
+        self.instances = instances
+
+    def set_workspace(self, workspace: np.ndarray) -> None:
+        """Crop frames to another box. The normalisation, which the learned model's scale depends on, stays."""
+        self.workspace = np.asarray(workspace, dtype=np.float64).reshape(2, 3)
+
     def observe(self, frame: Frame) -> Observation:
         seeds = self.instances if self.seeded else None
         return observe(frame, self.workspace, self.normalization, self.config.input_size_px, seeds, self.config.seed_jump_px)
@@ -92,7 +108,9 @@ class BinPerception(nn.Module):
         model = self.object_model()
         signs = None
         if self.config.rotation_channels == 2:
-            observed = torch.from_numpy(obs.points)[None].to(device)
+            # The channel choice needs only a sample of the observed cloud, as the loss does in training.
+            sample = subsample(obs.points, self.config.observed_points, np.random.default_rng(0))
+            observed = torch.from_numpy(obs.points[sample])[None].to(device)
             signs = best_channels(observed, model, rotations, translations, self.normalization.camera, self.config.hpr_exponent)
         scene = render(model, rotations, translations, signs)
         visible = visible_scene(scene, self.normalization.camera, self.config.hpr_exponent)[0].cpu().numpy()
@@ -123,7 +141,11 @@ class BinPerception(nn.Module):
     @classmethod
     def from_metadata(cls, metadata: dict) -> "BinPerception":
         config = build_dataclass(ModelConfig, metadata["model"], "model")
-        return cls(int(metadata["instances"]), np.asarray(metadata["workspace"]), config)
+        perception = cls(int(metadata["instances"]), np.asarray(metadata["workspace"]), config)
+        # The workspace may have been changed after training; the units of the model may not.
+        if "normalization" in metadata:
+            perception.normalization = Normalization.from_dict(metadata["normalization"])
+        return perception
 
 
 def save_checkpoint(path: str | os.PathLike, perception: BinPerception, extra_state: dict | None = None, extra_metadata: dict | None = None) -> None:

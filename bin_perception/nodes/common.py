@@ -1,0 +1,176 @@
+"""What the package's nodes share: start-up and shutdown, diagnostics, and message classes by name."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+
+class StartupError(Exception):
+    """A parameter or resource that keeps a node from starting; the message names it and the problem."""
+
+
+def spin_node(make_node: Callable[[], Node], executable: str, args: list[str] | None = None) -> int:
+    """Run a node until SIGINT or SIGTERM; the exit status.
+
+    A :class:`StartupError` from ``make_node``, or rclpy's own refusal of a parameter value (a type,
+    a range), becomes one line on stderr and exit status 2, as a command-line tool reports a bad
+    flag. ``destroy_node`` always runs, so a node that holds a file (a bag being recorded) closes it
+    on the way out; rclpy also calls it on a node whose start-up failed, so a node sets what its
+    ``destroy_node`` uses first.
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.ALL)
+    try:
+        node = make_node()
+    except (StartupError, ParameterException) as error:
+        print(f"{executable}: error: {error}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    # Two threads: a service call or a parameter change is answered while a callback is busy.
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def message_class(type_name: str) -> type:
+    """The rclpy class of a message type named as rosbag2 and ``ros2 topic`` name it: ``pkg/msg/Name``."""
+    package, kind, name = (type_name.split("/") + ["", ""])[:3]
+    if kind != "msg" or not package or not name:
+        raise ValueError(f"message type {type_name!r}: expected the form package/msg/Name")
+    try:
+        return getattr(importlib.import_module(f"{package}.msg"), name)
+    except (ImportError, AttributeError):
+        raise ValueError(f"message type {type_name!r}: its Python package is not installed") from None
+
+
+class Diagnostics:
+    """A node's health on ``/diagnostics``: rate, latency, dropped frames by reason, and a status line.
+
+    Frames are counted from any thread. A dropped frame is also logged, at most once per ``log_period_s``
+    for each reason, so that a camera sending bad frames at 30 Hz does not flood the log.
+    """
+
+    def __init__(self, node: Node, name: str, period_s: float = 1.0, log_period_s: float = 5.0, window: int = 300) -> None:
+        self._node = node
+        self._name = name
+        self._log_period_s = log_period_s
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._last_logged_s: dict[str, float] = {}
+        self._latencies_s: deque[float] = deque(maxlen=window)
+        self._done_at_s: deque[float] = deque(maxlen=window)
+        self._level = DiagnosticStatus.OK
+        self._message = "starting"
+        self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._timer = node.create_timer(period_s, self.publish)
+
+    def set_status(self, level: bytes, message: str) -> None:
+        """The summary a monitor shows: a ``DiagnosticStatus`` level and one line."""
+        with self._lock:
+            self._level, self._message = level, message
+
+    def count(self, key: str, amount: int = 1) -> None:
+        with self._lock:
+            self._counts[key] += amount
+
+    def drop(self, reason: str, message: str) -> None:
+        """Count a dropped frame under ``dropped_<reason>`` and log why, throttled per reason."""
+        now_s = time.monotonic()
+        with self._lock:
+            self._counts[f"dropped_{reason}"] += 1
+            last_s = self._last_logged_s.get(reason)
+            due = last_s is None or now_s - last_s >= self._log_period_s
+            if due:
+                self._last_logged_s[reason] = now_s
+        if due:
+            self._node.get_logger().warning(f"dropped a frame ({reason}): {message}")
+
+    def done(self, latency_s: float | None = None) -> None:
+        """One frame handled end to end, ``latency_s`` after it arrived (None: a source, with no latency)."""
+        with self._lock:
+            self._counts["frames"] += 1
+            if latency_s is not None:
+                self._latencies_s.append(latency_s)
+            self._done_at_s.append(time.monotonic())
+
+    def snapshot(self) -> dict[str, float | int]:
+        """The counters, the processing rate over the recent frames and their latency percentiles."""
+        with self._lock:
+            values: dict[str, float | int] = dict(self._counts)
+            done = list(self._done_at_s)
+            latencies_ms = 1000.0 * np.asarray(self._latencies_s)
+        if done:  # a node that handles no frames (a recorder) has no rate to report
+            span_s = done[-1] - done[0]
+            values["rate_hz"] = round((len(done) - 1) / span_s, 2) if span_s > 0 else 0.0
+        if latencies_ms.size:
+            values["latency_p50_ms"] = round(float(np.percentile(latencies_ms, 50)), 2)
+            values["latency_p95_ms"] = round(float(np.percentile(latencies_ms, 95)), 2)
+        return values
+
+    def publish(self) -> None:
+        values = self.snapshot()
+        with self._lock:
+            level, message = self._level, self._message
+        status = DiagnosticStatus(
+            level=level,
+            name=f"{self._node.get_name()}: {self._name}",
+            message=message,
+            hardware_id=self._node.get_fully_qualified_name(),
+            values=[KeyValue(key=key, value=str(value)) for key, value in sorted(values.items())],
+        )
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self._node.get_clock().now().to_msg()
+        self._publisher.publish(array)
+
+
+class LatestSlot:
+    """A queue of depth one: a new item replaces the waiting one, which counts as dropped.
+
+    A camera faster than the model then never builds a backlog: the worker always takes the newest
+    frame, and the latency stays that of one frame.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._item: object | None = None
+        self._closed = False
+
+    def put(self, item: object) -> bool:
+        """Offer ``item``; True if it replaced one that was never taken."""
+        with self._condition:
+            replaced = self._item is not None
+            self._item = item
+            self._condition.notify()
+        return replaced
+
+    def take(self, timeout_s: float | None = None) -> object | None:
+        """The waiting item, once there is one; None on timeout or after :meth:`close`."""
+        with self._condition:
+            self._condition.wait_for(lambda: self._item is not None or self._closed, timeout_s)
+            item, self._item = self._item, None
+        return item
+
+    def close(self) -> None:
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()

@@ -1,0 +1,318 @@
+"""perception_node: per-instance 6D poses and instance segments from a live depth stream.
+
+Subscribes (sensor-data QoS, relative names to remap):
+    depth/image          sensor_msgs/Image, 32FC1 metres or 16UC1 millimetres
+    depth/camera_info    sensor_msgs/CameraInfo
+Publishes, stamped and framed like the depth image each result came from:
+    ~/poses        geometry_msgs/PoseArray, one pose per instance, camera frame
+    ~/segments     sensor_msgs/PointCloud2, x y z float32 + uint32 label (PCL XYZL)
+    ~/labels       sensor_msgs/Image mono16, aligned with the depth, 0 = not a part
+    ~/markers      visualization_msgs/MarkerArray: the learned model at each pose, axes, ids
+    ~/model_cloud  sensor_msgs/PointCloud2, the learned model (transient local)
+    /diagnostics   diagnostic_msgs/DiagnosticArray: rate, latency, dropped frames, model
+Services (std_srvs/Trigger): ~/save_model, ~/reload_model.
+Parameters: see :mod:`bin_perception.nodes.perception_params` (``config/bin_perception.yaml``).
+
+Frames are taken latest-first: the subscription only stores the newest depth image, a worker
+thread perceives it, and a frame that arrives while another waits replaces it (counted as
+``dropped_stale``). A frame that cannot be perceived is logged, counted and dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from diagnostic_msgs.msg import DiagnosticStatus
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from geometry_msgs.msg import PoseArray
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
+
+from ..geometry import parse_workspace
+from ..io import messages
+from ..io.errors import FrameError
+from ..model.observation import TooFewPointsError
+from ..model.perception import BinPerception, CheckpointError, load_checkpoint, save_checkpoint
+from . import ros_messages
+from .common import Diagnostics, LatestSlot, StartupError, spin_node
+from .perception_params import BY_NAME, NODE_NAME, ParameterValueError, check_parameter
+
+_ROS_TYPES = {
+    bool: Parameter.Type.BOOL,
+    int: Parameter.Type.INTEGER,
+    float: Parameter.Type.DOUBLE,
+    str: Parameter.Type.STRING,
+    list: Parameter.Type.DOUBLE_ARRAY,
+}
+# Parameters that the model (rather than the node) holds; declared after the checkpoint is loaded.
+_MODEL_PARAMETERS = ("instances", "workspace", "model.hpr_exponent", "model.observed_points")
+
+
+def _descriptor(name: str) -> ParameterDescriptor:
+    spec = BY_NAME[name]
+    descriptor = ParameterDescriptor(
+        name=name,
+        type=_ROS_TYPES[spec.type].value,
+        description=spec.description,
+        read_only=False,
+        additional_constraints="" if spec.live else "fixed at start-up",
+    )
+    if spec.range is not None:
+        low, high = spec.range
+        if spec.type is int:
+            descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
+        else:
+            descriptor.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)]
+    return descriptor
+
+
+def _model_values(perception: BinPerception) -> dict[str, object]:
+    """The model's own values of the parameters it holds."""
+    hpr = perception.config.hpr_exponent
+    return {
+        "instances": perception.instances,
+        "workspace": perception.workspace.ravel().tolist(),
+        "model.hpr_exponent": -1.0 if hpr is None else float(hpr),
+        "model.observed_points": perception.config.observed_points,
+    }
+
+
+def _apply(perception: BinPerception, name: str, value: object) -> None:
+    """Set a model-held parameter on ``perception``; ValueError if the model cannot take it."""
+    if name == "instances":
+        perception.set_instances(int(value))
+    elif name == "workspace":
+        perception.set_workspace(parse_workspace(list(value)))
+    elif name == "model.hpr_exponent":
+        hpr = None if value < 0 else float(value)
+        perception.config = dataclasses.replace(perception.config, hpr_exponent=hpr)
+    elif name == "model.observed_points":
+        perception.config = dataclasses.replace(perception.config, observed_points=int(value))
+
+
+class PerceptionNode(Node):
+    def __init__(self) -> None:
+        super().__init__(NODE_NAME)
+        # First, so that destroy_node works on a node whose start-up failed.
+        self._slot = LatestSlot()
+        self._worker: threading.Thread | None = None
+        values = {name: self._declare(name, BY_NAME[name].default) for name in BY_NAME if name not in _MODEL_PARAMETERS}
+        for name, value in values.items():
+            self._check_or_stop(name, value)
+        if values["mode"] != "infer":
+            raise StartupError(
+                f"parameter mode: {values['mode']!r} is not available in this version; "
+                "use mode infer, and train offline with `bin-perception train`"
+            )
+        self._device = values["device"]
+        if values["threads"]:
+            torch.set_num_threads(values["threads"])
+        try:
+            perception = self._load(values["checkpoint"], self._device)
+        except CheckpointError as error:
+            raise StartupError(f"parameter checkpoint: {error}") from None
+        defaults = _model_values(perception)
+        for name in _MODEL_PARAMETERS:
+            value = self._declare(name, defaults[name])
+            self._check_or_stop(name, value)
+            try:
+                _apply(perception, name, value)
+            except ValueError as error:
+                raise StartupError(f"parameter {name}: {error}") from None
+        self._perception = perception
+        self._checkpoint = values["checkpoint"]
+        self._model_lock = threading.Lock()  # the worker perceives while a service may swap the model
+
+        self._infos: dict[tuple[int, int], CameraInfo] = {}
+        self._infos_lock = threading.Lock()
+        self._marker_ids: set[int] = set()
+
+        self._poses = self.create_publisher(PoseArray, "~/poses", 10)
+        self._segments = self.create_publisher(PointCloud2, "~/segments", 10)
+        self._labels = self.create_publisher(Image, "~/labels", 10)
+        self._markers = self.create_publisher(MarkerArray, "~/markers", 10)
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+        self._model_cloud = self.create_publisher(PointCloud2, "~/model_cloud", latched)
+        self.diagnostics = Diagnostics(self, "perception")
+        self._publish_model()
+
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.create_subscription(CameraInfo, "depth/camera_info", self._on_camera_info, qos_profile_sensor_data)
+        self.create_subscription(Image, "depth/image", self._on_depth, qos_profile_sensor_data)
+        self.create_service(Trigger, "~/save_model", self._on_save_model)
+        self.create_service(Trigger, "~/reload_model", self._on_reload_model)
+
+        self._worker = threading.Thread(target=self._work, name="perception", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"perceiving {perception.instances} instances with {values['checkpoint']} on {self._device}; "
+            f"depth from {self.resolve_topic_name('depth/image')}"
+        )
+
+    def _declare(self, name: str, default: object) -> object:
+        """Declare a parameter (the user's value overrides ``default``); its value."""
+        return self.declare_parameter(name, default, _descriptor(name)).value
+
+    def _check_or_stop(self, name: str, value: object) -> None:
+        try:
+            check_parameter(name, value, torch.cuda.is_available())
+        except ParameterValueError as error:
+            raise StartupError(str(error)) from None
+
+    def _load(self, checkpoint: str, device: str) -> BinPerception:
+        perception, _, _ = load_checkpoint(checkpoint)
+        return perception.to(device).eval()
+
+    def _status(self) -> None:
+        perception = self._perception
+        self.diagnostics.set_status(
+            DiagnosticStatus.OK,
+            f"model {self._checkpoint}: {perception.instances} instances, "
+            f"{len(perception.object_model.points)} model points, {self._device}",
+        )
+
+    def _publish_model(self) -> None:
+        with self._model_lock:
+            points_m = self._perception.model_points_m()
+        # The model in its own frame, metres: a frame of the part, named after the node.
+        head = ros_messages.header(self.get_clock().now().nanoseconds, self.get_name() + "_model")
+        self._model_cloud.publish(ros_messages.xyz_cloud(head, points_m))
+        self._status()
+
+    # Parameters and services.
+
+    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        changes = {p.name: p.value for p in parameters}
+        reload = "checkpoint" in changes or "device" in changes
+        try:
+            for name, value in changes.items():
+                if name in BY_NAME and not BY_NAME[name].live:
+                    raise ParameterValueError(f"parameter {name}: fixed at start-up; restart the node to change it")
+                check_parameter(name, value, torch.cuda.is_available())
+            with self._model_lock:
+                if reload:
+                    checkpoint = changes.get("checkpoint", self._checkpoint)
+                    perception = self._load(checkpoint, changes.get("device", self._device))
+                    # A new model keeps the node's settings, except those this change sets.
+                    settings = {name: self.get_parameter(name).value for name in _MODEL_PARAMETERS} | changes
+                else:
+                    perception, settings = self._perception, changes
+                # instances first: the one setting a model may refuse, before anything has changed.
+                for name in sorted(_MODEL_PARAMETERS, key=lambda n: n != "instances"):
+                    if name in settings:
+                        _apply(perception, name, settings[name])
+                if reload:
+                    self._perception, self._checkpoint = perception, checkpoint
+                    self._device = changes.get("device", self._device)
+            if changes.get("threads"):
+                torch.set_num_threads(changes["threads"])
+        except (ParameterValueError, CheckpointError, ValueError) as error:
+            self.get_logger().warning(f"refused: {error}")
+            return SetParametersResult(successful=False, reason=str(error))
+        if reload:
+            self._publish_model()
+        return SetParametersResult(successful=True)
+
+    def _on_save_model(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        path = Path(self.get_parameter("save_path").value or self._checkpoint)
+        try:
+            with self._model_lock:
+                save_checkpoint(path, self._perception)
+        except OSError as error:
+            response.success, response.message = False, f"save_model: {path}: {error}"
+        else:
+            response.success, response.message = True, f"saved the model to {path}"
+        return response
+
+    def _on_reload_model(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        checkpoint = self._checkpoint
+        try:
+            perception = self._load(checkpoint, self._device)
+            for name in _MODEL_PARAMETERS:
+                _apply(perception, name, self.get_parameter(name).value)
+        except (CheckpointError, ValueError) as error:
+            response.success, response.message = False, f"reload_model: {error}"
+            return response
+        with self._model_lock:
+            self._perception = perception
+        self._publish_model()
+        response.success, response.message = True, f"reloaded {checkpoint}"
+        return response
+
+    # Frames.
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        with self._infos_lock:
+            self._infos[(msg.width, msg.height)] = msg
+
+    def _on_depth(self, msg: Image) -> None:
+        if self._slot.put((msg, time.monotonic())):
+            self.diagnostics.count("dropped_stale")
+
+    def _camera_info_for(self, msg: Image) -> CameraInfo:
+        """The latest CameraInfo of the image's size."""
+        with self._infos_lock:
+            info = self._infos.get((msg.width, msg.height))
+            sizes = sorted(self._infos)
+        if info is not None:
+            return info
+        if not sizes:
+            raise FrameError("no CameraInfo received yet on depth/camera_info", "no_camera_info")
+        raise FrameError(
+            f"depth image is {msg.width}x{msg.height} but the CameraInfo received is for "
+            + ", ".join(f"{w}x{h}" for w, h in sizes),
+            "size_mismatch",
+        )
+
+    def _work(self) -> None:
+        while True:
+            taken = self._slot.take()
+            if taken is None:
+                return
+            msg, received_s = taken
+            try:
+                self._perceive(msg, received_s)
+            except FrameError as error:
+                self.diagnostics.drop(error.reason, str(error))
+            except TooFewPointsError as error:
+                self.diagnostics.drop("too_few_points", str(error))
+            except Exception as error:  # noqa: BLE001 - a frame must never take the node down
+                self.diagnostics.drop("error", f"{type(error).__name__}: {error}")
+
+    def _perceive(self, msg: Image, received_s: float) -> None:
+        frame = messages.frame_from_messages(msg, self._camera_info_for(msg), "depth/image")
+        with self._model_lock:
+            perception = self._perception
+            prediction = perception.predict(frame)
+            model_points_m = perception.model_points_m()
+            segment_points_m = perception.normalization.to_metres(prediction.observation.points)
+        head = msg.header
+        self._poses.publish(ros_messages.pose_array(head, prediction.poses))
+        self._labels.publish(ros_messages.image(head, prediction.labels, "mono16"))
+        self._segments.publish(ros_messages.xyzl_cloud(head, segment_points_m, prediction.point_labels))
+        markers, self._marker_ids = ros_messages.instance_markers(head, prediction.poses, model_points_m, self._marker_ids)
+        self._markers.publish(markers)
+        self.diagnostics.done(time.monotonic() - received_s)
+
+    def destroy_node(self) -> None:
+        self._slot.close()
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    raise SystemExit(spin_node(PerceptionNode, "perception_node", args))
+
+
+if __name__ == "__main__":
+    main()

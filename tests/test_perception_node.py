@@ -1,0 +1,250 @@
+"""perception_node with real rclpy and real DDS, across processes.
+
+The camera is another process (sim_camera_node, or a script publishing bad frames), the node is
+its own process, and this test process is the client that reads what the node publishes.
+"""
+
+import os
+import random
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import PointCloud2  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+from visualization_msgs.msg import MarkerArray  # noqa: E402
+
+from bin_perception.baselines import baseline_label_image  # noqa: E402
+from bin_perception.config import Config, ModelConfig, TrainConfig  # noqa: E402
+from bin_perception.io.pointcloud import FLOAT32, UINT32, records_from_cloud  # noqa: E402
+from bin_perception.metrics import label_image_scores  # noqa: E402
+from bin_perception.model.perception import load_checkpoint  # noqa: E402
+from bin_perception.nodes.collector import collect  # noqa: E402
+from bin_perception.sim.dataset import simulate_bag  # noqa: E402
+from training.train_pose import train  # noqa: E402
+
+BIN = Path(sys.executable).parent
+PART, INSTANCES = "bolt", 3
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A small seeded model of 3 bolts, really trained (about half a minute)."""
+    root = tmp_path_factory.mktemp("node_model")
+    bag = root / "bolt_n3.mcap"
+    simulate_bag(PART, INSTANCES, 32, seed=3, out=bag, progress=False)
+    model = ModelConfig(method="seeded", input_size_px=64, model_points=256, observed_points=128)
+    result = train([str(bag)], INSTANCES, Config(model=model, train=TrainConfig(batch_size=8, epochs=6, seed=0)), root / "run")
+    return result.run_dir / "checkpoint.pt"
+
+
+@pytest.fixture
+def ros(monkeypatch):
+    """This process's rclpy, on a DDS domain of its own that the child processes share."""
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(random.randint(100, 230)))
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    rclpy.init()
+    processes: list[subprocess.Popen] = []
+    yield processes
+    rclpy.try_shutdown()
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def start(processes: list, executable: str, *ros_args: str) -> subprocess.Popen:
+    process = subprocess.Popen([str(BIN / executable), "--ros-args", *ros_args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    processes.append(process)
+    return process
+
+
+def spin_until(node, condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.1)
+    return condition()
+
+
+def test_node_perceives_a_camera_in_another_process_and_beats_kmeans(ros, checkpoint):
+    start(ros, "sim_camera_node", "-p", f"part:={PART}", "-p", f"instances:={INSTANCES}", "-p", "seed:=99", "-p", "rate_hz:=4.0", "-p", "frames_per_bin:=1")
+    node = start(ros, "perception_node", "-p", f"checkpoint:={checkpoint}")
+
+    listener = rclpy.create_node("listener")
+    clouds, markers = [], []
+    listener.create_subscription(PointCloud2, "/perception_node/segments", clouds.append, 10)
+    listener.create_subscription(MarkerArray, "/perception_node/markers", markers.append, 10)
+    results = collect(10, timeout_s=150.0)
+    assert spin_until(listener, lambda: clouds and markers, 10.0)
+    assert len(results) == 10, node.stdout.read() if node.poll() is not None else "the node is running but silent"
+
+    workspace = load_checkpoint(checkpoint)[0].workspace
+    ours, kmeans = [], []
+    for result in results:
+        frame = result.frame
+        assert result.poses.shape == (INSTANCES, 4, 4)
+        assert result.labels.shape == frame.depth_m.shape
+        assert set(np.unique(result.labels)) <= set(range(INSTANCES + 1))
+        assert frame.frame_id == "camera_depth_optical_frame"
+        ours.append(label_image_scores(frame.gt_labels, result.labels).f1)
+        kmeans.append(label_image_scores(frame.gt_labels, baseline_label_image(frame, workspace, "kmeans", INSTANCES)).f1)
+    assert np.mean(ours) > np.mean(kmeans), (ours, kmeans)
+
+    cloud = clouds[-1]
+    assert cloud.header.frame_id == "camera_depth_optical_frame"
+    fields = [(f.name, f.offset, f.datatype) for f in cloud.fields]
+    assert fields == [("x", 0, FLOAT32), ("y", 4, FLOAT32), ("z", 8, FLOAT32), ("label", 12, UINT32)]
+    records = records_from_cloud(cloud.data, fields, cloud.point_step, cloud.width)
+    assert cloud.width > 100 and set(np.unique(records["label"])) == set(range(1, INSTANCES + 1))
+    assert np.all(records["z"] > 0)
+    drawn = markers[-1].markers
+    assert {(m.ns, m.id) for m in drawn if m.action == m.ADD} == {(ns, i) for ns in ("model", "axes", "id") for i in (1, 2, 3)}
+    listener.destroy_node()
+
+
+BAD_FRAMES_PUBLISHER = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo, Image
+    from bin_perception.io.bag import BagReader
+    from bin_perception.nodes import ros_messages
+
+    good = next(iter(BagReader(sys.argv[1])))
+    K, (h, w) = good.K, good.depth_m.shape
+    rclpy.init()
+    node = rclpy.create_node("bad_camera")
+    depth = node.create_publisher(Image, "depth/image", qos_profile_sensor_data)
+    info = node.create_publisher(CameraInfo, "depth/camera_info", qos_profile_sensor_data)
+    while depth.get_subscription_count() == 0 or info.get_subscription_count() == 0:
+        rclpy.spin_once(node, timeout_sec=0.1)
+    time.sleep(1.0)
+
+    def head():
+        return ros_messages.header(node.get_clock().now().nanoseconds, "camera_depth_optical_frame")
+
+    def send(pixels, encoding, with_info=True):
+        if with_info:
+            info.publish(ros_messages.camera_info(head(), K, w, h))
+            time.sleep(0.05)
+        depth.publish(ros_messages.image(head(), pixels, encoding))
+        time.sleep(0.5)  # one at a time: none of them may be dropped as stale
+
+    metres = good.depth_m.astype(np.float32)
+    send(metres, "32FC1", with_info=False)                        # no CameraInfo yet
+    send(np.zeros((h, w, 3), np.uint8), "rgb8")                   # wrong encoding
+    send(metres[: h // 2], "32FC1")                               # a size that disagrees with CameraInfo
+    send(np.full((h, w), np.nan, np.float32), "32FC1")            # all NaN
+    send(np.zeros((h, w), np.uint16), "16UC1")                    # all zero
+    send(np.full((h, w), 5.0, np.float32), "32FC1")               # nothing in the workspace
+    for _ in range(3):
+        send(metres, "32FC1")                                     # and good frames again
+    time.sleep(2.0)
+    """
+)
+
+
+def test_bad_frames_are_dropped_counted_and_the_node_stays_alive(ros, checkpoint, tmp_path):
+    node = start(ros, "perception_node", "-p", f"checkpoint:={checkpoint}")
+    bag = checkpoint.parents[1] / "bolt_n3.mcap"
+    publisher = subprocess.Popen([sys.executable, "-c", BAD_FRAMES_PUBLISHER, str(bag)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ros.append(publisher)
+
+    listener = rclpy.create_node("listener")
+    poses, diagnostics = [], {}
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.startswith("perception_node"):
+                diagnostics.update({kv.key: kv.value for kv in status.values})
+
+    from geometry_msgs.msg import PoseArray
+
+    listener.create_subscription(PoseArray, "/perception_node/poses", poses.append, 10)
+    listener.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
+    expected = {
+        "dropped_no_camera_info": "1",
+        "dropped_encoding": "1",
+        "dropped_size_mismatch": "1",
+        "dropped_no_depth": "2",
+        "dropped_too_few_points": "1",
+    }
+    done = spin_until(listener, lambda: len(poses) >= 3 and all(diagnostics.get(k) == v for k, v in expected.items()), 120.0)
+    assert publisher.wait(timeout=60) == 0, publisher.stdout.read()
+    assert done, (len(poses), diagnostics)
+    assert all(len(p.poses) == INSTANCES for p in poses)
+    assert node.poll() is None, "the node died"
+    listener.destroy_node()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("-p", "checkpoint:=/no/such/checkpoint.pt"), "parameter checkpoint: /no/such/checkpoint.pt: no such file"),
+        (("-p", "instances:=-1"), "Parameter instances out of range. Min: 1, Max: 256, value: -1"),
+        (("-p", "workspace:=[0.0,0.0,0.5,0.1,0.1,0.5]"), "parameter workspace: workspace [0.0, 0.0, 0.5, 0.1, 0.1, 0.5]: empty box"),
+        (("-p", "device:=tpu"), "parameter device: 'tpu': expected one of cpu, cuda"),
+    ],
+)
+def test_a_bad_parameter_stops_start_up_with_one_line(checkpoint, args, message):
+    env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(100, 230)))
+    run = subprocess.run(
+        [str(BIN / "perception_node"), "--ros-args", "-p", f"checkpoint:={checkpoint}", *args],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("perception_node: error: ") and message in lines[0], run.stderr
+
+
+def call(node, client, request, timeout_s: float = 20.0):
+    assert client.wait_for_service(timeout_sec=30.0)
+    future = client.call_async(request)
+    rclpy.spin_until_future_complete(node, future, timeout_sec=timeout_s)
+    return future.result()
+
+
+def test_parameters_change_at_run_time_and_services_save_and_reload(ros, checkpoint, tmp_path):
+    start(ros, "perception_node", "-p", f"checkpoint:={checkpoint}")
+    client_node = rclpy.create_node("client")
+    set_parameters = client_node.create_client(SetParameters, "/perception_node/set_parameters")
+
+    def set_one(name, value) -> tuple[bool, str]:
+        message: ParameterMsg = Parameter(name, value=value).to_parameter_msg()
+        result = call(client_node, set_parameters, SetParameters.Request(parameters=[message])).results[0]
+        return result.successful, result.reason
+
+    assert set_one("model.hpr_exponent", 2.0) == (True, "")
+    assert set_one("instances", 4) == (True, "")  # the seeded method takes any N
+    ok, reason = set_one("mode", "train_inloop")
+    assert not ok and "fixed at start-up" in reason
+    ok, reason = set_one("workspace", [0.1, 0.1, 0.1, 0.0, 0.2, 0.2])
+    assert not ok and "parameter workspace" in reason and "empty box" in reason
+    ok, reason = set_one("checkpoint", str(tmp_path / "missing.pt"))
+    assert not ok and "no such file" in reason
+
+    saved = tmp_path / "saved" / "checkpoint.pt"
+    assert set_one("save_path", str(saved)) == (True, "")
+    response = call(client_node, client_node.create_client(Trigger, "/perception_node/save_model"), Trigger.Request())
+    assert response.success, response.message
+    perception, _, _ = load_checkpoint(saved)
+    assert perception.instances == 4 and perception.config.hpr_exponent == 2.0
+    response = call(client_node, client_node.create_client(Trigger, "/perception_node/reload_model"), Trigger.Request())
+    assert response.success and str(checkpoint) in response.message
+    client_node.destroy_node()
