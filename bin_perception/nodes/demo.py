@@ -73,13 +73,15 @@ def demo_checkpoint(part: str, instances: int, scenes: int, train_minutes: float
     return checkpoint
 
 
-def _start(executable: str, *ros_args: str, log: Path) -> subprocess.Popen:
+def start_process(executable: str, *ros_args: str, log: Path) -> subprocess.Popen:
+    """One of the package's executables as a process of its own, its output in ``log``."""
     script = Path(sys.executable).with_name(executable)
     command = [str(script) if script.exists() else executable, "--ros-args", *ros_args]
     return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGINT, as Ctrl-C would; a process that does not end in 10 s is killed."""
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
         try:
@@ -118,13 +120,13 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = checkpoint or demo_checkpoint(part, instances, train_scenes, train_minutes)
     perception, _, _ = load_checkpoint(checkpoint)  # fails here, with its reason, before any process starts
-    camera = _start(
+    camera = start_process(
         "sim_camera_node",
         *("-p", f"part:={part}", "-p", f"instances:={instances}", "-p", f"seed:={CAMERA_SEED}"),
         *("-p", f"rate_hz:={rate_hz}", "-p", "frames_per_bin:=3"),
         log=out / "sim_camera_node.log",
     )
-    node = _start(
+    node = start_process(
         "perception_node",
         *("-p", f"checkpoint:={checkpoint}", "-p", f"instances:={instances}"),
         log=out / "perception_node.log",
@@ -141,8 +143,8 @@ def run_demo(
         wall_s = time.monotonic() - start_s
     finally:
         rclpy.try_shutdown()
-        _stop(node)
-        _stop(camera)
+        stop_process(node)
+        stop_process(camera)
     if not results:
         raise RuntimeError(f"no results collected; see the logs in {out}")
     summary = summarise(results, instances, perception.workspace, wall_s)
