@@ -100,6 +100,7 @@ METHODS = ("thesis", "seeded")
 ROTATIONS = ("quaternion", "ortho6d", "axis_angle")
 STEMS = ("depth3", "depth1")
 OPTIMIZERS = ("adam", "sgd", "bpgrad")
+REPLAY_POLICIES = ("reservoir", "fifo")  # in-loop training's replay buffer
 
 
 @dataclass

@@ -200,6 +200,8 @@ def test_bad_frames_are_dropped_counted_and_the_node_stays_alive(ros, checkpoint
         (("-p", "instances:=-1"), "Parameter instances out of range. Min: 1, Max: 256, value: -1"),
         (("-p", "workspace:=[0.0,0.0,0.5,0.1,0.1,0.5]"), "parameter workspace: workspace [0.0, 0.0, 0.5, 0.1, 0.1, 0.5]: empty box"),
         (("-p", "device:=tpu"), "parameter device: 'tpu': expected one of cpu, cuda"),
+        (("-p", "mode:=train_inloop", "-p", "checkpoint:=/tmp/no-such-run/checkpoint.pt"), "parameter instances: required to start in-loop training"),
+        (("-p", "mode:=train_inloop", "-p", "inloop.replacement:=lifo"), "parameter inloop.replacement: 'lifo': expected one of reservoir, fifo"),
     ],
 )
 def test_a_bad_parameter_stops_start_up_with_one_line(checkpoint, args, message):
@@ -248,3 +250,57 @@ def test_parameters_change_at_run_time_and_services_save_and_reload(ros, checkpo
     response = call(client_node, client_node.create_client(Trigger, "/perception_node/reload_model"), Trigger.Request())
     assert response.success and str(checkpoint) in response.message
     client_node.destroy_node()
+
+
+TINY_RECIPE = """
+model: {method: seeded, input_size_px: 64, model_points: 128, observed_points: 64}
+train: {batch_size: 4, seed: 0}
+"""
+
+
+def latest_training_step(node, timeout_s: float, above: int) -> int:
+    from std_msgs.msg import String
+    import json
+
+    steps = []
+    subscription = node.create_subscription(String, "/perception_node/training", lambda m: steps.append(json.loads(m.data).get("step", 0)), 10)
+    spin_until(node, lambda: steps and steps[-1] > above, timeout_s)
+    node.destroy_subscription(subscription)
+    return steps[-1] if steps else -1
+
+
+@pytest.mark.slow
+def test_inloop_training_starts_from_nothing_saves_and_resumes(ros, tmp_path):
+    from bin_perception.config import Config
+    from bin_perception.sim.parts import load_part
+    from bin_perception.sim.scene import BinSimulator
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY_RECIPE)
+    checkpoint = tmp_path / "inloop" / "checkpoint.pt"
+    workspace = BinSimulator(load_part("nut"), 2, Config()).workspace.ravel().tolist()
+    start(ros, "sim_camera_node", "-p", "part:=nut", "-p", "instances:=2", "-p", "rate_hz:=4.0", "-p", "frames_per_bin:=2")
+    inloop = ("-p", "mode:=train_inloop", "-p", f"checkpoint:={checkpoint}", "-p", f"train_config:={recipe}", "-p", "inloop.publish_every_steps:=3")
+    node = start(ros, "perception_node", *inloop, "-p", "instances:=2", "-p", f"workspace:={workspace}")
+
+    client = rclpy.create_node("client")
+    clouds = []
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+
+    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    client.create_subscription(PointCloud2, "/perception_node/model_cloud", clouds.append, latched)
+    step = latest_training_step(client, 150.0, above=5)
+    assert step > 5, "the in-loop trainer made no steps"
+    assert spin_until(client, lambda: len(clouds) >= 2, 30.0), "the model cloud was not republished as it changed"
+    response = call(client, client.create_client(Trigger, "/perception_node/save_model"), Trigger.Request())
+    assert response.success, response.message
+    assert load_checkpoint(checkpoint)[2]["step"] >= step
+
+    node.send_signal(2)  # SIGINT: the trainer writes its last checkpoint
+    assert node.wait(timeout=60) == 0, node.stdout.read()
+    stopped_at = load_checkpoint(checkpoint)[2]["step"]
+    assert stopped_at >= step
+
+    start(ros, "perception_node", *inloop)  # the same checkpoint: no instances or workspace needed
+    assert latest_training_step(client, 150.0, above=stopped_at) > stopped_at
+    client.destroy_node()

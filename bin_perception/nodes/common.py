@@ -8,6 +8,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -52,6 +53,20 @@ def spin_node(make_node: Callable[[], Node], executable: str, args: list[str] | 
     return 0
 
 
+def share_file(*parts: str) -> Path:
+    """A file the package ships in share/bin_perception (config/, launch/): from the source tree when
+    running from a checkout, else from the install prefix (pip's data files, or colcon's share)."""
+    source = Path(__file__).resolve().parents[2].joinpath(*parts)
+    if source.is_file():
+        return source
+    installed = Path(sys.prefix, "share", "bin_perception", *parts)
+    if installed.is_file():
+        return installed
+    from ament_index_python.packages import get_package_share_directory
+
+    return Path(get_package_share_directory("bin_perception"), *parts)
+
+
 def message_class(type_name: str) -> type:
     """The rclpy class of a message type named as rosbag2 and ``ros2 topic`` name it: ``pkg/msg/Name``."""
     package, kind, name = (type_name.split("/") + ["", ""])[:3]
@@ -81,6 +96,7 @@ class Diagnostics:
         self._done_at_s: deque[float] = deque(maxlen=window)
         self._level = DiagnosticStatus.OK
         self._message = "starting"
+        self._extra: dict[str, object] = {}
         self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._timer = node.create_timer(period_s, self.publish)
 
@@ -88,6 +104,11 @@ class Diagnostics:
         """The summary a monitor shows: a ``DiagnosticStatus`` level and one line."""
         with self._lock:
             self._level, self._message = level, message
+
+    def set_values(self, values: dict[str, object]) -> None:
+        """Figures published beside the counters until replaced (a trainer's loss, step, ...)."""
+        with self._lock:
+            self._extra = dict(values)
 
     def count(self, key: str, amount: int = 1) -> None:
         with self._lock:
@@ -113,10 +134,10 @@ class Diagnostics:
                 self._latencies_s.append(latency_s)
             self._done_at_s.append(time.monotonic())
 
-    def snapshot(self) -> dict[str, float | int]:
+    def snapshot(self) -> dict[str, object]:
         """The counters, the processing rate over the recent frames and their latency percentiles."""
         with self._lock:
-            values: dict[str, float | int] = dict(self._counts)
+            values: dict[str, object] = {**self._extra, **self._counts}
             done = list(self._done_at_s)
             latencies_ms = 1000.0 * np.asarray(self._latencies_s)
         if done:  # a node that handles no frames (a recorder) has no rate to report

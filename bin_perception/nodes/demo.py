@@ -33,8 +33,8 @@ from ..model.perception import load_checkpoint
 from ..sim.dataset import simulate_bag
 from ..viz import segmentation_overlays
 from .collector import Result, collect
+from .common import share_file
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 # The training bag's bins are not the demo's: the camera's seed differs.
 TRAIN_SEED, CAMERA_SEED = 11, 2024
 
@@ -43,17 +43,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("BIN_PERCEPTION_CACHE", Path.home() / ".cache" / "bin_perception"))
 
 
-def train_config_path() -> Path:
-    """config/train_cpu.yaml from the source tree, or from the installed package's share."""
-    source = PACKAGE_ROOT / "config" / "train_cpu.yaml"
-    return source if source.is_file() else Path(sys.prefix) / "share" / "bin_perception" / "config" / "train_cpu.yaml"
-
-
 def demo_checkpoint(part: str, instances: int, scenes: int, train_minutes: float) -> Path:
     """The cached demo model for this part, N and recipe; trained (atomically) if there is none."""
     from training.train_pose import train
 
-    recipe = train_config_path()
+    recipe = share_file("config", "train_cpu.yaml")
     key = hashlib.sha256(f"{part}|{instances}|{scenes}|{train_minutes}|".encode() + recipe.read_bytes()).hexdigest()[:10]
     run = cache_dir() / "demo" / f"{Path(part).stem}_n{instances}_{key}"
     checkpoint = run / "checkpoint.pt"

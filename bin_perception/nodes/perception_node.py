@@ -21,11 +21,11 @@ thread perceives it, and a frame that arrives while another waits replaces it (c
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -34,16 +34,20 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from geometry_msgs.msg import PoseArray
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
+from training.inloop import InloopSettings, InloopTraining, initial_state
+
+from ..config import ConfigError, load_config
 from ..geometry import parse_workspace
 from ..io import messages
 from ..io.errors import FrameError
 from ..model.observation import TooFewPointsError
 from ..model.perception import BinPerception, CheckpointError, load_checkpoint, save_checkpoint
 from . import ros_messages
-from .common import Diagnostics, LatestSlot, StartupError, spin_node
+from .common import Diagnostics, LatestSlot, StartupError, share_file, spin_node
 from .perception_params import BY_NAME, NODE_NAME, ParameterValueError, check_parameter
 
 _ROS_TYPES = {
@@ -105,24 +109,21 @@ class PerceptionNode(Node):
         # First, so that destroy_node works on a node whose start-up failed.
         self._slot = LatestSlot()
         self._worker: threading.Thread | None = None
+        self._training: InloopTraining | None = None
         values = {name: self._declare(name, BY_NAME[name].default) for name in BY_NAME if name not in _MODEL_PARAMETERS}
+        self._inloop = values["mode"] == "train_inloop"
         for name, value in values.items():
             self._check_or_stop(name, value)
-        if values["mode"] != "infer":
-            raise StartupError(
-                f"parameter mode: {values['mode']!r} is not available in this version; "
-                "use mode infer, and train offline with `bin-perception train`"
-            )
         self._device = values["device"]
         if values["threads"]:
             torch.set_num_threads(values["threads"])
         try:
-            perception = self._load(values["checkpoint"], self._device)
-        except CheckpointError as error:
-            raise StartupError(f"parameter checkpoint: {error}") from None
+            perception = self._start_training(values) if self._inloop else self._load(values["checkpoint"], self._device)
+        except (CheckpointError, ConfigError) as error:
+            raise StartupError(f"parameter {'train_config' if isinstance(error, ConfigError) else 'checkpoint'}: {error}") from None
         defaults = _model_values(perception)
         for name in _MODEL_PARAMETERS:
-            value = self._declare(name, defaults[name])
+            value = self._declare(name, defaults[name]) if not self.has_parameter(name) else self.get_parameter(name).value
             self._check_or_stop(name, value)
             try:
                 _apply(perception, name, value)
@@ -151,12 +152,63 @@ class PerceptionNode(Node):
         self.create_service(Trigger, "~/save_model", self._on_save_model)
         self.create_service(Trigger, "~/reload_model", self._on_reload_model)
 
+        if self._training is not None:
+            self._progress = self.create_publisher(String, "~/training", 10)
+            self.create_timer(0.5, self._take_training_progress)
+
         self._worker = threading.Thread(target=self._work, name="perception", daemon=True)
         self._worker.start()
         self.get_logger().info(
-            f"perceiving {perception.instances} instances with {values['checkpoint']} on {self._device}; "
-            f"depth from {self.resolve_topic_name('depth/image')}"
+            f"{'training in the loop and ' if self._inloop else ''}perceiving {perception.instances} instances "
+            f"with {values['checkpoint']} on {self._device}; depth from {self.resolve_topic_name('depth/image')}"
         )
+
+    def _start_training(self, values: dict) -> BinPerception:
+        """train_inloop: the model to start from (resumed, or new) and the trainer process."""
+        config = load_config(values["train_config"] or share_file("config", "train_cpu.yaml"))
+        settings = InloopSettings(
+            checkpoint=values["checkpoint"],
+            train=config.train,
+            buffer_frames=values["inloop.buffer_frames"],
+            buffer_bytes=values["inloop.buffer_mb"] * 2**20,
+            replacement=values["inloop.replacement"],
+            publish_every_steps=values["inloop.publish_every_steps"],
+            checkpoint_every_s=values["inloop.checkpoint_every_s"],
+            threads=values["inloop.threads"],
+            min_frames=min(config.train.batch_size, values["inloop.buffer_frames"]),
+        )
+        instances = workspace = None
+        if not Path(settings.checkpoint).is_file():
+            # From nothing: the number of parts and their box cannot come from a checkpoint.
+            instances = self._declare_required("instances", Parameter.Type.INTEGER)
+            workspace = parse_workspace(list(self._declare_required("workspace", Parameter.Type.DOUBLE_ARRAY)))
+        perception, state, metadata = initial_state(settings, config.model, instances, workspace)
+        self._training = InloopTraining(settings, perception, state, metadata)
+        return perception.to(self._device).eval()
+
+    def _declare_required(self, name: str, kind: Parameter.Type) -> object:
+        value = self.declare_parameter(name, kind, _descriptor(name)).value
+        if value is None:
+            raise StartupError(f"parameter {name}: required to start in-loop training without a checkpoint")
+        self._check_or_stop(name, value)
+        return value
+
+    def _take_training_progress(self) -> None:
+        """Swap in the trainer's newest weights, and report its progress."""
+        with self._model_lock:
+            current = self._perception
+        model = self._training.new_model(current)
+        if model is not None:
+            for name in _MODEL_PARAMETERS:
+                _apply(model, name, self.get_parameter(name).value)
+            with self._model_lock:
+                self._perception = model
+            self._publish_model()
+        progress = self._training.progress()
+        self._progress.publish(String(data=json.dumps(progress)))
+        self.diagnostics.set_values({f"training_{k}": v for k, v in progress.items()})
+        if not self._training.alive:
+            self.diagnostics.set_status(DiagnosticStatus.ERROR, "the in-loop trainer process has ended")
 
     def _declare(self, name: str, default: object) -> object:
         """Declare a parameter (the user's value overrides ``default``); its value."""
@@ -164,7 +216,7 @@ class PerceptionNode(Node):
 
     def _check_or_stop(self, name: str, value: object) -> None:
         try:
-            check_parameter(name, value, torch.cuda.is_available())
+            check_parameter(name, value, torch.cuda.is_available(), checkpoint_must_exist=not self._inloop)
         except ParameterValueError as error:
             raise StartupError(str(error)) from None
 
@@ -197,6 +249,8 @@ class PerceptionNode(Node):
             for name, value in changes.items():
                 if name in BY_NAME and not BY_NAME[name].live:
                     raise ParameterValueError(f"parameter {name}: fixed at start-up; restart the node to change it")
+                if self._inloop and name in ("instances", "checkpoint", "device"):
+                    raise ParameterValueError(f"parameter {name}: the in-loop trainer is built on it; restart the node to change it")
                 check_parameter(name, value, torch.cuda.is_available())
             with self._model_lock:
                 if reload:
@@ -225,9 +279,12 @@ class PerceptionNode(Node):
     def _on_save_model(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         path = Path(self.get_parameter("save_path").value or self._checkpoint)
         try:
-            with self._model_lock:
-                save_checkpoint(path, self._perception)
-        except OSError as error:
+            if self._training is not None:  # the trainer's model, with its optimizer state and step
+                self._training.save(str(path))
+            else:
+                with self._model_lock:
+                    save_checkpoint(path, self._perception)
+        except (OSError, RuntimeError) as error:
             response.success, response.message = False, f"save_model: {path}: {error}"
         else:
             response.success, response.message = True, f"saved the model to {path}"
@@ -235,6 +292,9 @@ class PerceptionNode(Node):
 
     def _on_reload_model(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         checkpoint = self._checkpoint
+        if self._training is not None:
+            response.success, response.message = False, "reload_model: in train_inloop the trainer owns the model"
+            return response
         try:
             perception = self._load(checkpoint, self._device)
             for name in _MODEL_PARAMETERS:
@@ -295,6 +355,8 @@ class PerceptionNode(Node):
             prediction = perception.predict(frame)
             model_points_m = perception.model_points_m()
             segment_points_m = perception.normalization.to_metres(prediction.observation.points)
+        if self._training is not None:
+            self._training.offer(prediction.observation)
         head = msg.header
         self._poses.publish(ros_messages.pose_array(head, prediction.poses))
         self._labels.publish(ros_messages.image(head, prediction.labels, "mono16"))
@@ -307,6 +369,8 @@ class PerceptionNode(Node):
         self._slot.close()
         if self._worker is not None:
             self._worker.join(timeout=5.0)
+        if self._training is not None:
+            self._training.stop()  # it writes its last checkpoint
         super().destroy_node()
 
 

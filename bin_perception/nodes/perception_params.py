@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from ..config import REPLAY_POLICIES
 from ..geometry import WORKSPACE_DOC, parse_workspace
 
 NODE_NAME = "perception_node"
@@ -36,10 +37,18 @@ class Parameter:
 
 PARAMETERS = (
     Parameter("checkpoint", str, "", "the trained model: RUN_DIR/checkpoint.pt (its .json sidecar beside it)", live=True),
-    Parameter("mode", str, "infer", "infer, or train_inloop (learn while perceiving)", live=False),
+    Parameter("mode", str, "infer", "infer, or train_inloop (learn while perceiving; starts from nothing without a checkpoint)", live=False),
     Parameter("device", str, "cpu", "where the model runs: cpu or cuda", live=True),
     Parameter("threads", int, 0, "torch's intra-op threads; 0 keeps torch's default", live=True, range=(0, 256)),
     Parameter("save_path", str, "", "where ~/save_model writes; empty writes over the checkpoint", live=True),
+    # train_inloop only; fixed at start-up (the trainer process gets them once).
+    Parameter("train_config", str, "", "train_inloop: a YAML of the library's schema (model, train); empty: config/train_cpu.yaml", live=False),
+    Parameter("inloop.buffer_frames", int, 1000, "train_inloop: the replay buffer's size in frames", live=False, range=(1, 10_000_000)),
+    Parameter("inloop.buffer_mb", int, 512, "train_inloop: the replay buffer's size in MiB", live=False, range=(1, 1_000_000)),
+    Parameter("inloop.replacement", str, "reservoir", "train_inloop: reservoir (a uniform sample of all frames) or fifo (the newest)", live=False),
+    Parameter("inloop.publish_every_steps", int, 20, "train_inloop: steps between weight updates of the inference model", live=False, range=(1, 1_000_000)),
+    Parameter("inloop.checkpoint_every_s", float, 60.0, "train_inloop: seconds between checkpoints", live=False, range=(1.0, 1e7)),
+    Parameter("inloop.threads", int, 1, "train_inloop: the trainer process's torch threads", live=False, range=(1, 256)),
     # Declared once the checkpoint is loaded, with its values as defaults.
     Parameter("instances", int, None, "parts per bin, N (the seeded method takes any N; the thesis's, its own)", live=True, range=(1, 256)),
     Parameter("workspace", list, None, f"the parts' box, {WORKSPACE_DOC}", live=True),
@@ -64,8 +73,11 @@ def _fail(name: str, problem: str) -> None:
     raise ParameterValueError(f"parameter {name}: {problem}")
 
 
-def check_parameter(name: str, value: Any, cuda_available: bool = False) -> None:
-    """Raise :class:`ParameterValueError` naming ``name`` if ``value`` is not usable."""
+def check_parameter(name: str, value: Any, cuda_available: bool = False, checkpoint_must_exist: bool = True) -> None:
+    """Raise :class:`ParameterValueError` naming ``name`` if ``value`` is not usable.
+
+    In-loop training may start from nothing, so its checkpoint (where it writes) need not exist yet.
+    """
     if name not in BY_NAME:
         _fail(name, f"unknown; known parameters: {', '.join(BY_NAME)}")
     spec = BY_NAME[name]
@@ -84,8 +96,10 @@ def check_parameter(name: str, value: Any, cuda_available: bool = False) -> None
     if name == "checkpoint":
         if not value:
             _fail(name, "required: the path of a checkpoint.pt that `bin-perception train` wrote")
-        if not Path(value).is_file():
+        if checkpoint_must_exist and not Path(value).is_file():
             _fail(name, f"{value}: no such file")
+        if not checkpoint_must_exist and not Path(value).is_file() and Path(value).exists():
+            _fail(name, f"{value}: exists and is not a file")
     elif name == "workspace":
         try:
             parse_workspace(value)
@@ -98,6 +112,10 @@ def check_parameter(name: str, value: Any, cuda_available: bool = False) -> None
             _fail(name, "cuda: torch sees no CUDA device on this machine")
     elif name == "mode" and value not in MODES:
         _fail(name, f"{value!r}: expected one of {', '.join(MODES)}")
+    elif name == "train_config" and value and not Path(value).is_file():
+        _fail(name, f"{value}: no such file")
+    elif name == "inloop.replacement" and value not in REPLAY_POLICIES:
+        _fail(name, f"{value!r}: expected one of {', '.join(REPLAY_POLICIES)}")
 
 
 def check_parameter_file(path: str | Path, node_name: str = NODE_NAME, require_checkpoint: bool = False) -> dict[str, Any]:
