@@ -147,7 +147,14 @@ def _cmd_lipschitz(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .nodes.demo import run_demo
+    from .nodes.demo import run_demo, run_inloop_demo
+
+    if args.inloop_minutes:
+        summary = run_inloop_demo(Path(args.out), args.part, args.instances, args.inloop_minutes, args.rate_hz)
+        above = summary["first_minute_above_kmeans"]
+        print("F1 above K-means " + (f"from minute {above:.1f}" if above is not None else "in no window"))
+        print(f"curve: {Path(args.out) / 'inloop_f1.png'}")
+        return 0
 
     summary = run_demo(
         Path(args.out), Path(args.checkpoint) if args.checkpoint else None, args.part, args.instances,
@@ -229,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate-hz", type=float, default=10.0, help="the simulated camera's frame rate [10]")
     demo.add_argument("--train-scenes", type=int, default=300, help="bins simulated to train the demo's model [300]")
     demo.add_argument("--train-minutes", type=float, default=3.0, help="training time of the demo's model [3]")
+    demo.add_argument("--inloop-minutes", type=float, help="instead: train in the loop from nothing for this long, F1 against K-means")
     demo.add_argument("--out", default="demo_out", help="the report directory [demo_out]")
     demo.set_defaults(run=_cmd_demo)
     return parser

@@ -136,3 +136,18 @@ def _draw_axes(ax, poses: np.ndarray, K: np.ndarray, axis_m: float) -> None:
         for tip, colour in zip(pixels[1:], ("red", "lime", "blue")):
             ax.plot([pixels[0, 0], tip[0]], [pixels[0, 1], tip[1]], color=colour, linewidth=1.2)
         ax.text(*pixels[0], str(instance), color="white", fontsize=7, ha="center", va="center")
+
+
+def curves(x: Sequence[float], series: dict[str, Sequence[float]], path: str | os.PathLike, xlabel: str, ylabel: str, title: str = "") -> Path:
+    """Several named curves over one x axis, one PNG."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, values in series.items():
+        ax.plot(x, values, marker="o", markersize=3, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)

@@ -31,7 +31,7 @@ from ..config import load_config
 from ..metrics import label_image_scores
 from ..model.perception import load_checkpoint
 from ..sim.dataset import simulate_bag
-from ..viz import segmentation_overlays
+from ..viz import curves, segmentation_overlays
 from .collector import Result, collect
 from .common import share_file
 
@@ -85,6 +85,16 @@ def stop_process(process: subprocess.Popen) -> None:
             process.wait()
 
 
+def start_camera(out: Path, part: str, instances: int, rate_hz: float) -> subprocess.Popen:
+    """sim_camera_node on bins the demo's model never trained on, a fresh bin every 3 frames."""
+    return start_process(
+        "sim_camera_node",
+        *("-p", f"part:={part}", "-p", f"instances:={instances}", "-p", f"seed:={CAMERA_SEED}"),
+        *("-p", f"rate_hz:={rate_hz}", "-p", "frames_per_bin:=3"),
+        log=out / "sim_camera_node.log",
+    )
+
+
 def summarise(results: list[Result], instances: int, workspace: np.ndarray, wall_s: float) -> dict:
     """Rate, latency and pairwise F1 (the node's and K-means's on the same frames) of collected results."""
     latencies_ms = 1000 * np.array([r.latency_s for r in results])
@@ -114,12 +124,7 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = checkpoint or demo_checkpoint(part, instances, train_scenes, train_minutes)
     perception, _, _ = load_checkpoint(checkpoint)  # fails here, with its reason, before any process starts
-    camera = start_process(
-        "sim_camera_node",
-        *("-p", f"part:={part}", "-p", f"instances:={instances}", "-p", f"seed:={CAMERA_SEED}"),
-        *("-p", f"rate_hz:={rate_hz}", "-p", "frames_per_bin:=3"),
-        log=out / "sim_camera_node.log",
-    )
+    camera = start_camera(out, part, instances, rate_hz)
     node = start_process(
         "perception_node",
         *("-p", f"checkpoint:={checkpoint}", "-p", f"instances:={instances}"),
@@ -180,3 +185,53 @@ def _report(s: dict) -> str:
             "",
         ]
     )
+
+
+def run_inloop_demo(out: Path, part: str, instances: int, minutes: float, rate_hz: float, window_s: float = 30.0) -> dict:
+    """In-loop training from nothing (a random model and network) on the simulated camera: the node's
+    pairwise F1 on the live stream, window by window, against K-means on the same frames."""
+    from ..config import Config
+    from ..sim.parts import load_part
+    from ..sim.scene import BinSimulator
+
+    out.mkdir(parents=True, exist_ok=True)
+    workspace = BinSimulator(load_part(part), instances, Config()).workspace
+    run = out / "inloop"
+    shutil.rmtree(run, ignore_errors=True)  # from nothing, every time
+    camera = start_camera(out, part, instances, rate_hz)
+    node = start_process(
+        "perception_node",
+        *("-p", "mode:=train_inloop", "-p", f"checkpoint:={run / 'checkpoint.pt'}", "-p", f"instances:={instances}"),
+        *("-p", f"workspace:={workspace.ravel().tolist()}"),
+        log=out / "perception_node.log",
+    )
+    rows = []
+    rclpy.init()
+    try:
+        print(f"demo: in-loop training from nothing on {part} x {instances} at {rate_hz:g} Hz for {minutes:g} min")
+        if not collect(1, timeout_s=180.0):
+            raise RuntimeError(f"no result from the node in 180 s; see {out}/perception_node.log")
+        start_s = time.monotonic()
+        while time.monotonic() - start_s < 60 * minutes:
+            window_start_s = time.monotonic()
+            results = collect(10**9, timeout_s=window_s)  # every result of the window
+            if results:
+                row = summarise(results, instances, workspace, time.monotonic() - window_start_s)
+                row["minute"] = (time.monotonic() - start_s) / 60
+                rows.append(row)
+                print(f"  {row['minute']:5.1f} min: F1 {row['f1']:.3f} (K-means {row['f1_kmeans']:.3f}), "
+                      f"{row['rate_hz']:.1f} Hz, latency p50 {row['latency_p50_ms']:.0f} ms")
+    finally:
+        rclpy.try_shutdown()
+        stop_process(node)
+        stop_process(camera)
+    if not rows:
+        raise RuntimeError(f"no results collected; see the logs in {out}")
+    curves(
+        [r["minute"] for r in rows], {"perception_node (in-loop)": [r["f1"] for r in rows], "K-means": [r["f1_kmeans"] for r in rows]},
+        out / "inloop_f1.png", "minutes since start (random init)", "pairwise F1", f"in-loop training, {part} x {instances}",
+    )
+    above = next((r["minute"] for r in rows if r["f1"] > r["f1_kmeans"]), None)
+    summary = {"part": part, "instances": instances, "camera_rate_hz": rate_hz, "windows": rows, "first_minute_above_kmeans": above}
+    _write(out / "inloop.json", json.dumps(summary, indent=1))
+    return summary
