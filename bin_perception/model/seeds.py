@@ -50,7 +50,8 @@ def seed_labels(points: np.ndarray, regions: np.ndarray, instances: int, seed: i
     labels = np.zeros(len(points), dtype=np.int64)
     labels[kept] = np.searchsorted(np.sort(largest), regions[kept]) + 1
     if not kept.all():
-        _, nearest = cKDTree(points[kept]).query(points[~kept])
+        # A sliding-midpoint tree builds several times faster, and answers these far-off queries faster.
+        _, nearest = cKDTree(points[kept], balanced_tree=False, compact_nodes=False).query(points[~kept])
         labels[~kept] = labels[kept][nearest]
     # Fewer regions than instances: touching parts merged; split the biggest.
     while labels.max() < instances:
