@@ -193,6 +193,17 @@ def test_bad_frames_are_dropped_counted_and_the_node_stays_alive(ros, checkpoint
     listener.destroy_node()
 
 
+def test_a_parameter_file_is_read_like_ros2_run_reads_it(checkpoint, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text((Path(__file__).parents[1] / "config" / "bin_perception.yaml").read_text().replace("hpr_exponent: 2.9", "hpr_exponent: 11.0"))
+    env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(100, 230)))
+    run = subprocess.run(
+        [str(BIN / "perception_node"), "--ros-args", "--params-file", str(params), "-p", f"checkpoint:={checkpoint}"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+    assert run.returncode == 2 and "model.hpr_exponent out of range" in run.stderr, run.stderr
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -1,0 +1,36 @@
+"""The rclpy messages the nodes publish, built from arrays (no DDS needed)."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from bin_perception.io.pointcloud import records_from_cloud  # noqa: E402
+from bin_perception.nodes import ros_messages  # noqa: E402
+
+
+def test_markers_draw_each_instance_and_delete_the_vanished_ones():
+    head = ros_messages.header(1_500_000_000, "camera_depth_optical_frame")
+    poses = np.tile(np.eye(4), (2, 1, 1))
+    poses[:, :3, 3] = [[0.0, 0.0, 0.3], [0.05, 0.0, 0.3]]
+    model = np.random.default_rng(0).normal(scale=0.01, size=(50, 3))
+    markers, drawn = ros_messages.instance_markers(head, poses, model, previous_ids={1, 2, 3, 4})
+    assert drawn == {1, 2}
+    added = {(m.ns, m.id): m for m in markers.markers if m.action == m.ADD}
+    deleted = {(m.ns, m.id) for m in markers.markers if m.action == m.DELETE}
+    assert set(added) == {(ns, i) for ns in ros_messages.MARKER_NAMESPACES for i in (1, 2)}
+    assert deleted == {(ns, i) for ns in ros_messages.MARKER_NAMESPACES for i in (3, 4)}
+    points = np.array([[p.x, p.y, p.z] for p in added[("model", 2)].points])
+    np.testing.assert_allclose(points, model + [0.05, 0.0, 0.3], atol=1e-9)
+    assert all(m.header.frame_id == "camera_depth_optical_frame" and m.header.stamp.sec == 1 for m in markers.markers)
+
+
+def test_segments_cloud_round_trips_points_and_labels():
+    head = ros_messages.header(0, "cam")
+    points = np.random.default_rng(1).normal(size=(100, 3)).astype(np.float32)
+    labels = np.arange(100) % 3 + 1
+    cloud = ros_messages.xyzl_cloud(head, points, labels)
+    records = records_from_cloud(cloud.data, [(f.name, f.offset, f.datatype) for f in cloud.fields], cloud.point_step, cloud.width)
+    np.testing.assert_array_equal(np.stack([records["x"], records["y"], records["z"]], axis=1), points)
+    np.testing.assert_array_equal(records["label"], labels)
+    assert cloud.point_step == 16 and cloud.row_step == 1600 and cloud.height == 1
