@@ -10,12 +10,16 @@ Publishes, stamped and framed like the depth image each result came from:
     ~/markers      visualization_msgs/MarkerArray: the learned model at each pose, axes, ids
     ~/model_cloud  sensor_msgs/PointCloud2, the learned model (transient local)
     /diagnostics   diagnostic_msgs/DiagnosticArray: rate, latency, dropped frames, model
+    ~/training     std_msgs/String, JSON: the in-loop trainer's progress (mode train_inloop)
 Services (std_srvs/Trigger): ~/save_model, ~/reload_model.
 Parameters: see :mod:`bin_perception.nodes.perception_params` (``config/bin_perception.yaml``).
 
 Frames are taken latest-first: the subscription only stores the newest depth image, a worker
 thread perceives it, and a frame that arrives while another waits replaces it (counted as
 ``dropped_stale``). A frame that cannot be perceived is logged, counted and dropped.
+
+In ``mode: train_inloop`` each perceived frame is also offered to a trainer process
+(:mod:`training.inloop`), whose newer weights are swapped in whole as they arrive.
 """
 
 from __future__ import annotations
