@@ -281,7 +281,7 @@ def _global_norm(
             if grads_device.type == "cpu":
                 # On the CPU, _foreach_norm is a loop of vector_norm; a BLAS dot per tensor reads the
                 # same memory in about two thirds of the time, vectorised and threaded.
-                flat = [g.reshape(-1).to(accumulate) for g in device_grads]
+                flat = [g.reshape(-1) if dtype == accumulate else g.reshape(-1).to(accumulate) for g in device_grads]
                 squares = torch.stack([v.dot(v) for v in flat])
                 partial_norms.append(squares.sum().sqrt())
                 continue
