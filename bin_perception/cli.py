@@ -43,6 +43,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="the run directory")
     parser.add_argument("--optimizer", choices=("adam", "bpgrad", "sgd"), help="overrides train.optimizer")
     parser.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this long")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from OUT/checkpoint.pt (model, optimizer, step, data order), if it exists"
+    )
     add_bag_arguments(parser)
 
 
@@ -127,6 +130,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for method, m in result["methods"].items():
         print(f"{method:<9} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}  {m['ms_per_frame']:.1f} ms/frame")
     print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from training.export import export
+
+    result = export(args.checkpoint, args.out)
+    print(f"object model: {result.model_ply}")
+    if result.pose_network is None:
+        print(f"pose network: not exported, it does not trace cleanly: {result.problem}")
+    else:
+        print(f"pose network (TorchScript): {result.pose_network}")
+    print(f"inputs, units and normalisation: {result.manifest}")
     return 0
 
 
@@ -227,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", required=True, help="the report directory")
     add_bag_arguments(evaluate)
     evaluate.set_defaults(run=_cmd_evaluate)
+
+    export = verbs.add_parser("export", help="write a checkpoint's object model (PLY) and pose network (TorchScript)")
+    export.add_argument("--checkpoint", required=True, help="RUN_DIR/checkpoint.pt")
+    export.add_argument("--out", required=True, help="the directory for model.ply, pose_network.pt and export.json")
+    export.set_defaults(run=_cmd_export)
 
     demo = verbs.add_parser("demo", help="the main job: sim camera -> perception_node -> a client, over ROS 2")
     demo.add_argument("--checkpoint", help="your model; without it, the demo's own (trained once, then cached)")

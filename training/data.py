@@ -10,8 +10,21 @@ from tqdm import tqdm
 
 from bin_perception.config import Config, TopicsConfig
 from bin_perception.frame import Frame
-from bin_perception.io.bag import BagReader
+from bin_perception.io.bag import META_PART, BagReader, read_metadata
 from bin_perception.io.errors import BagError
+
+
+def topics_for(bag: str, topics: TopicsConfig) -> TopicsConfig:
+    """The topics to read ``bag`` with: ``topics``, unless the simulator wrote the bag without them on its own defaults.
+
+    So that simulated bags mix with recorded ones whose topics ``--depth-topic`` and ``--info-topic`` name.
+    """
+    metadata = read_metadata(bag)
+    recorded = {t["topic_metadata"]["name"] for t in metadata.get("topics_with_message_count", [])}
+    simulated = META_PART in (metadata.get("custom_data") or {})
+    if topics.depth not in recorded and simulated and TopicsConfig().depth in recorded:
+        return TopicsConfig()
+    return topics
 
 
 def resolve_workspace(explicit: np.ndarray | None, config: Config, bags: Sequence[str]) -> np.ndarray:
@@ -21,7 +34,7 @@ def resolve_workspace(explicit: np.ndarray | None, config: Config, bags: Sequenc
     if config.workspace is not None:
         return np.asarray(config.workspace, dtype=np.float64).reshape(2, 3)
     for bag in bags:
-        workspace = BagReader(bag, config.topics).workspace()
+        workspace = BagReader(bag, topics_for(bag, config.topics)).workspace()
         if workspace is not None:
             return workspace
     raise BagError(
@@ -32,7 +45,7 @@ def resolve_workspace(explicit: np.ndarray | None, config: Config, bags: Sequenc
 def iter_frames(bags: Sequence[str], topics: TopicsConfig, limit_per_bag: int | None, desc: str) -> Iterator[Frame]:
     """Frames of every bag in turn, bad frames skipped (and reported), with a progress bar."""
     for bag in bags:
-        reader = BagReader(bag, topics, skip_bad_frames=True)
+        reader = BagReader(bag, topics_for(bag, topics), skip_bad_frames=True)
         total = len(reader) if limit_per_bag is None else min(limit_per_bag, len(reader))
         yield from tqdm(itertools.islice(reader, total), total=total, desc=f"{desc} {reader.path.name}", unit="frame")
         if reader.skipped:

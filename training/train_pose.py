@@ -3,31 +3,51 @@
 Writes into RUN_DIR: checkpoint.pt (weights-only) with checkpoint.json beside
 it, loss_log.csv, model.ply (the learned model, metres), snapshots/ (PNGs of
 the model forming) and loss.png.
+
+The bags' frames are decoded once, into the frame cache (:mod:`training.cache`),
+and every epoch reads them from there. Under torchrun each process trains its
+share of every batch (:mod:`training.distributed`) and rank 0 writes RUN_DIR.
+
+Nothing random is carried from step to step: an epoch's order is the
+DistributedSampler's permutation for (seed, epoch), and a frame's point sample
+comes from a generator seeded with (seed, epoch, frame). So a run resumed from
+its checkpoint (model, optimiser, schedule, step, epoch) continues the same
+order, and W processes draw the samples one process draws for the same batch.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
+import itertools
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import trimesh
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from bin_perception.config import Config, ConfigError, TrainConfig, load_config
 from bin_perception.io.errors import BagError
-from bin_perception.model import BinPerception, save_checkpoint
+from bin_perception.model import BinPerception, CheckpointError, load_checkpoint, save_checkpoint
 from bin_perception.model.observation import Observation, TooFewPointsError, subsample
 from bin_perception.model.render import scene_loss
 from bin_perception.viz import loss_curve, model_views
 
+from .cache import CachedFrames, open_frames
 from .data import iter_frames, resolve_workspace
+from .distributed import Cluster, data_parallel, init_from_env, mean_over_ranks, shutdown
+from .export import write_model_ply
+
+LOG_COLUMNS = ["step", "epoch", "loss", "elapsed_s"]
 
 
 def make_optimizer(perception: BinPerception, train: TrainConfig) -> torch.optim.Optimizer:
@@ -69,13 +89,23 @@ def load_observations(perception: BinPerception, bags: list[str], config: Config
     return observations
 
 
-def observed_clouds(observations: list[Observation], points: int, rng: np.random.Generator, per_seed: bool) -> torch.Tensor:
-    """The clouds the loss compares with: each frame's (B, n, 3), or each seed's (B * N, n, 3)."""
-    if per_seed:
-        clouds = [o.points[o.seeds == k] for o in observations for k in range(1, len(o.centres) + 1)]
-    else:
-        clouds = [o.points for o in observations]
-    return torch.from_numpy(np.stack([c[subsample(c, points, rng)] for c in clouds]))
+def observed_clouds(
+    observations: list[Observation], points: int, rng: np.random.Generator | Sequence[np.random.Generator], per_seed: bool
+) -> torch.Tensor:
+    """The clouds the loss compares with: each frame's (B, n, 3), or each seed's (B * N, n, 3).
+
+    ``rng`` draws every frame's sample in turn, or is one generator per frame: then a frame's sample
+    does not depend on the batch around it, as sharding a batch over processes needs.
+    """
+    rngs = itertools.repeat(rng) if isinstance(rng, np.random.Generator) else rng
+    clouds = []
+    for observation, frame_rng in zip(observations, rngs):
+        if per_seed:
+            own = [observation.points[observation.seeds == k] for k in range(1, len(observation.centres) + 1)]
+        else:
+            own = [observation.points]
+        clouds.extend(c[subsample(c, points, frame_rng)] for c in own)
+    return torch.from_numpy(np.stack(clouds))
 
 
 def train_step(
@@ -83,14 +113,22 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     observations: list[Observation],
     indices: np.ndarray,
-    rng: np.random.Generator,
+    rng: np.random.Generator | Sequence[np.random.Generator],
     gamma: float = 0.0,
+    model: nn.Module | None = None,
 ) -> torch.Tensor:
-    """One optimiser step on the batch ``indices``; returns the batch's loss (detached)."""
+    """One optimiser step on the batch ``indices``; returns the batch's loss (detached).
+
+    ``rng`` is one generator, or one per index (see :func:`observed_clouds`). ``model`` runs the
+    forward pass in place of ``perception``: its DistributedDataParallel wrapper
+    (:func:`training.distributed.data_parallel`), whose backward averages the gradients of the network
+    and the object model over the ranks. The loss is then averaged over the ranks too, so that BPGrad's
+    f, and the loss returned, are the whole batch's on every rank.
+    """
     config = perception.config
     batch = [observations[i] for i in indices]
-    rotations, translations = perception(batch)
-    observed = observed_clouds(batch, config.observed_points, rng, perception.seeded)
+    rotations, translations = (perception if model is None else model)(batch)
+    observed = observed_clouds(batch, config.observed_points, rng, perception.seeded).to(rotations.device)
     if perception.seeded:
         # Each part against its own seed: N = 1 problems, one per seed.
         rotations, translations = rotations.reshape(-1, 1, 3, 3), translations.reshape(-1, 1, 3)
@@ -100,8 +138,26 @@ def train_step(
     ).mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if isinstance(model, DistributedDataParallel):
+        loss = mean_over_ranks(loss)
     optimizer_step(optimizer, loss)
     return loss.detach()
+
+
+def observable_frames(perception: BinPerception, frames: CachedFrames, progress: bool = True) -> np.ndarray:
+    """The indices of the frames ``perception`` can observe; the others (too few workspace points) are counted."""
+    usable = []
+    for index in tqdm(range(len(frames)), desc="check frames", unit="frame", disable=not progress):
+        try:
+            perception.observe(frames[index])
+        except TooFewPointsError:
+            continue
+        usable.append(index)
+    if len(usable) < len(frames) and progress:
+        tqdm.write(f"skipped {len(frames) - len(usable)} frames with too few points in the workspace")
+    if not usable:
+        raise BagError(f"no usable frames in {', '.join(b.bag for b in frames.bags)}")
+    return np.asarray(usable)
 
 
 @dataclass
@@ -111,6 +167,38 @@ class TrainResult:
     epochs: int
     final_loss: float
     seconds: float
+    perception: BinPerception  # the trained model (each rank's own copy, under torchrun)
+
+
+def _check_resumable(path: Path, perception: BinPerception, metadata: dict, instances: int, config: Config, frames: CachedFrames) -> None:
+    if perception.instances != instances:
+        raise CheckpointError(f"checkpoint {path}: trained for N={perception.instances}, but --instances is {instances}")
+    differing = [k for k, v in dataclasses.asdict(config.model).items() if metadata["model"].get(k) != v]
+    if differing:
+        raise CheckpointError(f"checkpoint {path}: its model config differs from this one in {', '.join(differing)}")
+    if metadata.get("data") != frames.keys:
+        raise CheckpointError(f"checkpoint {path}: trained on other frames than those of {', '.join(b.bag for b in frames.bags)}")
+
+
+def _resumed_log(path: Path, step: int) -> list[tuple[int, float]]:
+    """Steps 1..``step`` of the loss log, which is rewritten to hold just them (a killed run may have logged more)."""
+    history, rows = [], []
+    try:
+        with open(path, newline="") as log:
+            for row in csv.DictReader(log):
+                if len(rows) == step or row["step"] != str(len(rows) + 1):
+                    break
+                history.append((int(row["step"]), float(row["loss"])))
+                rows.append([row[c] for c in LOG_COLUMNS])
+    except (OSError, KeyError, ValueError) as error:
+        raise CheckpointError(f"loss log {path}: unreadable ({error}); it must hold steps 1 to {step} to resume") from None
+    if len(rows) != step:
+        raise CheckpointError(f"loss log {path}: holds steps 1 to {len(rows)}, but the checkpoint is at step {step}")
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as log:
+        csv.writer(log).writerows([LOG_COLUMNS, *rows])
+    os.replace(tmp, path)
+    return history
 
 
 def train(
@@ -120,77 +208,123 @@ def train(
     run_dir: str | os.PathLike,
     workspace: np.ndarray | None = None,
     max_minutes: float | None = None,
+    resume: bool = False,
 ) -> TrainResult:
+    """Train on ``bags`` into ``run_dir``; with ``resume``, continue from its checkpoint.pt where there is one.
+
+    In a process group (torchrun, then :func:`training.distributed.init_from_env`) each of the W
+    processes trains batch_size / W frames of every batch, and rank 0 alone writes ``run_dir``, which
+    every rank must be able to read to resume. ``max_minutes`` bounds this call, not the whole run.
+    """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    cluster = Cluster.current()
     train_config, model_config = config.train, config.model
     if train_config.threads:
         torch.set_num_threads(train_config.threads)
     workspace = resolve_workspace(workspace, config, bags)
-    perception = BinPerception(instances, workspace, model_config, seed=train_config.seed)
-    observations = load_observations(perception, bags, config)
+    with cluster.local_leader_first():
+        frames = open_frames(bags, config.topics, train_config.scenes)
+    checkpoint_path = run_dir / "checkpoint.pt"
+    # Rank 0's view decides, so that every rank resumes or none does.
+    resumed = cluster.any(cluster.is_main and resume and checkpoint_path.is_file())
+    if resumed:
+        perception, state, progress = load_checkpoint(checkpoint_path)
+        _check_resumable(checkpoint_path, perception, progress, instances, config, frames)
+        if cluster.is_main:
+            tqdm.write(f"{checkpoint_path}: resuming at step {progress['step']} (epoch {progress['epoch']})")
+    else:
+        if resume and cluster.is_main:
+            tqdm.write(f"{checkpoint_path}: no checkpoint yet, so training starts afresh")
+        perception = BinPerception(instances, workspace, model_config, seed=train_config.seed)
+        state, progress = {}, {"step": 0, "epoch": 0, "gamma": 0.0, "loss": float("nan"), "elapsed_s": 0.0}
+    perception.to(cluster.device)
+    usable = observable_frames(perception, frames, cluster.is_main)
+    batch_size = min(train_config.batch_size, len(usable)) // cluster.world_size
+    if batch_size < 1:
+        raise ValueError(f"{len(usable)} usable frames cannot make a batch for each of {cluster.world_size} processes")
+    sampler = DistributedSampler(usable, cluster.world_size, cluster.rank, shuffle=True, seed=train_config.seed, drop_last=True)
+    steps_per_epoch = len(sampler) // batch_size
+    if resumed and progress.get("steps_per_epoch") != steps_per_epoch:
+        raise CheckpointError(
+            f"checkpoint {checkpoint_path}: written at {progress.get('steps_per_epoch')} steps per epoch, but this run "
+            f"makes {steps_per_epoch} (another batch size or number of processes)"
+        )
+    model = data_parallel(perception, cluster)
     optimizer = make_optimizer(perception, train_config)
     schedule = (
         torch.optim.lr_scheduler.StepLR(optimizer, train_config.lr_decay_epochs, gamma=train_config.lr_decay)
         if "lr" in optimizer.defaults
         else None
     )
-    rng = np.random.default_rng(train_config.seed)
-    batch_size = min(train_config.batch_size, len(observations))
-    steps_per_epoch = max(len(observations) // batch_size, 1)
+    if resumed:
+        optimizer.load_state_dict(state["optimizer"])
+        if schedule:
+            schedule.load_state_dict(state["schedule"])
+    step, epoch, gamma, loss_value = progress["step"], progress["epoch"], progress["gamma"], progress["loss"]
     snapshots = run_dir / "snapshots"
-    snapshots.mkdir(exist_ok=True)
     log_path = run_dir / "loss_log.csv"
-    metadata = {"bags": [str(b) for b in bags], "train": train_config.__dict__}
-
-    start = time.perf_counter()
-    deadline = start + 60 * max_minutes if max_minutes else float("inf")
-    last_checkpoint = start
-    step, epoch, gamma, loss_value = 0, 0, 0.0, float("nan")
+    metadata = {"bags": [str(b) for b in bags], "train": train_config.__dict__, "data": frames.keys, "steps_per_epoch": steps_per_epoch}
     history: list[tuple[int, float]] = []
+    if cluster.is_main:
+        snapshots.mkdir(parents=True, exist_ok=True)
+        history = _resumed_log(log_path, step) if resumed else []
+        if not resumed:
+            with open(log_path, "w", newline="") as log_file:
+                csv.writer(log_file).writerow(LOG_COLUMNS)
+
+    now = time.perf_counter()
+    start, deadline = now - progress["elapsed_s"], now + 60 * max_minutes if max_minutes else float("inf")
+    last_checkpoint = now
 
     def checkpoint() -> None:
         save_checkpoint(
-            run_dir / "checkpoint.pt",
+            checkpoint_path,
             perception,
             {"optimizer": optimizer.state_dict(), **({"schedule": schedule.state_dict()} if schedule else {})},
-            {**metadata, "step": step, "epoch": epoch, "gamma": gamma, "loss": loss_value},
+            {**metadata, "step": step, "epoch": epoch, "gamma": gamma, "loss": loss_value, "elapsed_s": time.perf_counter() - start},
         )
 
-    with open(log_path, "w", newline="") as log_file:
+    # Line-buffered, so that every step the checkpoint counts is in the log before the checkpoint is.
+    with open(log_path if cluster.is_main else os.devnull, "a", newline="", buffering=1) as log_file:
         log = csv.writer(log_file)
-        log.writerow(["step", "epoch", "loss", "elapsed_s"])
-        bar = tqdm(total=train_config.epochs * steps_per_epoch, desc="train", unit="step")
-        while epoch < train_config.epochs and time.perf_counter() < deadline:
-            order = rng.permutation(len(observations))
-            for batch_start in range(0, steps_per_epoch * batch_size, batch_size):
-                loss = train_step(perception, optimizer, observations, order[batch_start : batch_start + batch_size], rng, gamma)
+        bar = tqdm(total=train_config.epochs * steps_per_epoch, initial=step, desc="train", unit="step", disable=not cluster.is_main)
+        stop = False
+        while epoch < train_config.epochs and not stop:
+            sampler.set_epoch(epoch)
+            order = usable[list(sampler)]
+            for position in range(step - epoch * steps_per_epoch, steps_per_epoch):
+                indices = order[position * batch_size : (position + 1) * batch_size]
+                observations = [perception.observe(frames[i]) for i in indices]
+                rngs = [np.random.default_rng([train_config.seed, epoch, i]) for i in indices]
+                loss = train_step(perception, optimizer, observations, np.arange(len(indices)), rngs, gamma, model)
                 step += 1
                 gamma += model_config.gamma_step
                 loss_value = loss.item()
-                history.append((step, loss_value))
-                log.writerow([step, epoch, f"{loss_value:.6g}", f"{time.perf_counter() - start:.2f}"])
-                bar.update()
-                bar.set_postfix(loss=f"{loss_value:.4f}", epoch=epoch)
-                if time.perf_counter() - last_checkpoint > train_config.checkpoint_every_s:
-                    checkpoint()
-                    last_checkpoint = time.perf_counter()
-                if time.perf_counter() > deadline:
+                if cluster.is_main:
+                    history.append((step, loss_value))
+                    log.writerow([step, epoch, f"{loss_value:.6g}", f"{time.perf_counter() - start:.2f}"])
+                    bar.update()
+                    bar.set_postfix(loss=f"{loss_value:.4f}", epoch=epoch)
+                    if time.perf_counter() - last_checkpoint > train_config.checkpoint_every_s:
+                        checkpoint()
+                        last_checkpoint = time.perf_counter()
+                stop = max_minutes is not None and cluster.any(time.perf_counter() > deadline)
+                # After an epoch's last step, the epoch is counted done before stopping.
+                if stop and position + 1 < steps_per_epoch:
                     break
             else:
                 epoch += 1
                 if schedule:
                     schedule.step()
-                if epoch % train_config.snapshot_every_epochs == 0:
+                if cluster.is_main and epoch % train_config.snapshot_every_epochs == 0:
                     model_views(perception.model_points_m(), snapshots / f"model_epoch_{epoch:04d}.png", f"epoch {epoch}")
-                continue
-            break
         bar.close()
-    checkpoint()
-    trimesh.PointCloud(perception.model_points_m()).export(run_dir / "model.ply")
-    model_views(perception.model_points_m(), snapshots / "model_final.png", f"after {step} steps")
-    loss_curve(history, run_dir / "loss.png")
-    return TrainResult(run_dir, step, epoch, loss_value, time.perf_counter() - start)
+    if cluster.is_main:
+        checkpoint()
+        write_model_ply(perception.model_points_m(), run_dir / "model.ply")
+        model_views(perception.model_points_m(), snapshots / "model_final.png", f"after {step} steps")
+        loss_curve(history, run_dir / "loss.png")
+    return TrainResult(run_dir, step, epoch, loss_value, time.perf_counter() - start, perception)
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -202,11 +336,16 @@ def run_from_args(args: argparse.Namespace) -> int:
         config.train.optimizer = args.optimizer
     if args.instances < 1:
         raise ConfigError(f"--instances must be at least 1, got {args.instances}")
-    result = train(args.bag, args.instances, config, args.out, args.workspace, args.max_minutes)
-    print(
-        f"trained {result.steps} steps ({result.epochs} epochs) in {result.seconds / 60:.1f} min, "
-        f"final loss {result.final_loss:.4f}; wrote {result.run_dir / 'checkpoint.pt'}"
-    )
+    cluster = init_from_env()
+    try:
+        result = train(args.bag, args.instances, config, args.out, args.workspace, args.max_minutes, args.resume)
+    finally:
+        shutdown(cluster)
+    if cluster.is_main:
+        print(
+            f"trained {result.steps} steps ({result.epochs} epochs) in {result.seconds / 60:.1f} min, "
+            f"final loss {result.final_loss:.4f}; wrote {result.run_dir / 'checkpoint.pt'}"
+        )
     return 0
 
 
