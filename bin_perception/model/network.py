@@ -41,7 +41,7 @@ class PoseNet(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.stem == "depth3":
             image = image.expand(-1, 3, -1, -1)
-        out = self.backbone(image).view(len(image), self.instances, self.rotation_params + 3)
+        out = self.backbone(image).view(image.shape[0], self.instances, self.rotation_params + 3)
         return params_to_matrix(out[..., : self.rotation_params], self.rotation), out[..., self.rotation_params :]
 
 
