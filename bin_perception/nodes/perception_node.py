@@ -374,7 +374,10 @@ class PerceptionNode(Node):
         if self._worker is not None:
             self._worker.join(timeout=5.0)
         if self._training is not None:
-            self._training.stop()  # it writes its last checkpoint
+            try:
+                self._training.stop()  # it writes its last checkpoint
+            except RuntimeError as error:
+                self.get_logger().error(f"in-loop training ended without its last checkpoint: {error}")
         super().destroy_node()
 
 
