@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .frame import Frame  # noqa: E402
+from .io.atomic import replacing  # noqa: E402
 
 
 def instance_colours(ids: np.ndarray) -> np.ndarray:
@@ -58,10 +59,9 @@ def contact_sheet(frames: Sequence[Frame], path: str | os.PathLike, title: str =
 def _save(fig, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=80, format="png")
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

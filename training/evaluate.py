@@ -23,6 +23,7 @@ import trimesh
 from bin_perception.baselines import choose_dbscan_eps, run_baseline
 from bin_perception.config import Config, ConfigError, TopicsConfig
 from bin_perception.frame import Frame
+from bin_perception.io.atomic import write_text
 from bin_perception.io.bag import META_INSTANCES, META_SYMMETRY, BagReader
 from bin_perception.io.errors import BagError
 from bin_perception.metrics import chamfer_distance, model_fidelity, pairwise_scores, pose_errors
@@ -174,15 +175,9 @@ def _parts_of(
     return normalization.to_metres(obs.points), truth, obs
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _write_report(out: Path, result: dict, frames: list[Frame], overlays: dict, perception, fidelity, mesh) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "metrics.json", json.dumps(result, indent=1))
+    write_text(out / "metrics.json", json.dumps(result, indent=1))
     lines = [
         f"# Evaluation: {result['part']} , N = {result['instances']}",
         "",
@@ -203,7 +198,7 @@ def _write_report(out: Path, result: dict, frames: list[Frame], overlays: dict, 
             f"Pose errors (Hungarian-matched, symmetry-aware): rotation {ours['rotation_error_deg']:.1f} deg, "
             f"translation {ours['translation_error_m'] * 1000:.1f} mm, ADD-S {ours['adds_m'] * 1000:.1f} mm."
         )
-    _write_atomic(out / "report.md", "\n".join(lines) + "\n")
+    write_text(out / "report.md", "\n".join(lines) + "\n")
     for method, images in overlays.items():
         if images:
             segmentation_overlays(frames, images, out / f"segments_{method}.png", method)

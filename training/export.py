@@ -21,6 +21,7 @@ import torch
 import trimesh
 from torch import nn
 
+from bin_perception.io.atomic import replacing, write_text
 from bin_perception.model import BinPerception, load_checkpoint
 from bin_perception.model.network import PoseNet
 from bin_perception.model.observation import Normalization
@@ -80,9 +81,8 @@ class ExportResult:
 def write_model_ply(points_m: np.ndarray, path: str | os.PathLike) -> Path:
     """The learned model's points (metres) as a PLY point cloud, written to a temporary name and renamed."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    trimesh.PointCloud(points_m).export(tmp, file_type="ply")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        trimesh.PointCloud(points_m).export(tmp, file_type="ply")
     return path
 
 
@@ -103,9 +103,8 @@ def trace_pose_network(perception: BinPerception, path: str | os.PathLike, toler
             for eager, scripted in zip(module(*inputs), traced(*inputs), strict=True):
                 if not torch.allclose(eager, scripted, rtol=tolerance, atol=tolerance):
                     raise RuntimeError("the traced network gives other outputs than the eager one on the same inputs")
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.jit.save(traced, str(tmp))
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        torch.jit.save(traced, str(tmp))
     return path
 
 
@@ -144,7 +143,5 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike) -> ExportR
         "model_ply": model_ply.name,
     }
     path = out_dir / "export.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(manifest, indent=1))
     return ExportResult(model_ply, path, pose_network, problem)

@@ -36,6 +36,7 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from bin_perception.config import Config, ConfigError, TrainConfig, load_config
+from bin_perception.io.atomic import replacing
 from bin_perception.io.errors import BagError
 from bin_perception.model import BinPerception, CheckpointError, load_checkpoint, save_checkpoint
 from bin_perception.model.observation import Observation, TooFewPointsError, subsample
@@ -194,10 +195,8 @@ def _resumed_log(path: Path, step: int) -> list[tuple[int, float]]:
         raise CheckpointError(f"loss log {path}: unreadable ({error}); it must hold steps 1 to {step} to resume") from None
     if len(rows) != step:
         raise CheckpointError(f"loss log {path}: holds steps 1 to {len(rows)}, but the checkpoint is at step {step}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as log:
+    with replacing(path) as tmp, open(tmp, "w", newline="") as log:
         csv.writer(log).writerows([LOG_COLUMNS, *rows])
-    os.replace(tmp, path)
     return history
 
 

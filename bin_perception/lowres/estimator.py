@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io.atomic import replacing, write_text
 from .choices import ASSIGNMENTS
 from .images import ResolutionProtocol
 from .linear import LinearScorer, fit_linear_svm
@@ -146,13 +147,9 @@ def save_classifier(path: str | os.PathLike, model: LowResClassifier) -> None:
         "centroids": torch.from_numpy(model.centroids_),
         **{f"svm_{name}": torch.from_numpy(np.asarray(array)) for name, array in model.svm_.arrays().items()},
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    sidecar = sidecar_path(path)
-    tmp_json = sidecar.with_name(f".{sidecar.name}.tmp")
-    tmp_json.write_text(json.dumps(model.metadata(), indent=1))
-    os.replace(tmp_json, sidecar)
+    with replacing(path) as tmp:
+        torch.save(state, tmp)
+    write_text(sidecar_path(path), json.dumps(model.metadata(), indent=1))
 
 
 def load_classifier(path: str | os.PathLike) -> LowResClassifier:

@@ -8,13 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io.atomic import write_text
+
 TSNE_TITLES = {"hr": "HR features", "lr": "LR features", "transfer": "transferred LR features"}
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def plot_tsne(embeddings: dict[str, np.ndarray], labels: np.ndarray, class_names: list[str], out_dir: Path) -> list[Path]:
@@ -94,7 +90,7 @@ def write_report(metrics: dict, embeddings: dict[str, np.ndarray], tsne_labels: 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_tsne(embeddings, tsne_labels, metrics["experiment"]["classes"], out_dir)
-    _write_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=1))
+    write_text(out_dir / "metrics.json", json.dumps(metrics, indent=1))
     report = out_dir / "report.md"
-    _write_atomic(report, markdown(metrics))
+    write_text(report, markdown(metrics))
     return report

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..config import ModelConfig, build_dataclass
 from ..frame import Frame
+from ..io.atomic import replacing, write_text
 from .network import ObjectModel, PoseNet
 from .observation import Normalization, Observation, observe, subsample
 from .render import best_channels, instance_ids, render, visible_scene
@@ -153,13 +154,9 @@ def save_checkpoint(path: str | os.PathLike, perception: BinPerception, extra_st
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"net": perception.net.state_dict(), "object_model": perception.object_model.state_dict(), **(extra_state or {})}
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    sidecar = sidecar_path(path)
-    tmp_json = sidecar.with_name(f".{sidecar.name}.tmp")
-    tmp_json.write_text(json.dumps({**perception.metadata(), **(extra_metadata or {})}, indent=1))
-    os.replace(tmp_json, sidecar)
+    with replacing(path) as tmp:
+        torch.save(state, tmp)
+    write_text(sidecar_path(path), json.dumps({**perception.metadata(), **(extra_metadata or {})}, indent=1))
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:

@@ -18,6 +18,8 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
+from ..io.errors import FrameError
+
 
 class StartupError(Exception):
     """A parameter or resource that keeps a node from starting; the message names it and the problem."""
@@ -195,3 +197,23 @@ class LatestSlot:
         with self._condition:
             self._closed = True
             self._condition.notify_all()
+
+
+def serve_latest(
+    slot: LatestSlot, handle: Callable[..., None], diagnostics: Diagnostics, reasons: dict[type[Exception], str] | None = None
+) -> None:
+    """A worker thread's loop: handle the newest (message, arrival time) until the slot closes.
+
+    An item that fails is counted and logged through ``diagnostics`` and dropped, never raised: a
+    :class:`~bin_perception.io.errors.FrameError` under its own reason, the exception types of
+    ``reasons`` under theirs, anything else under ``error``. The node never dies on a frame.
+    """
+    reasons = reasons or {}
+    while (taken := slot.take()) is not None:
+        try:
+            handle(*taken)
+        except FrameError as error:
+            diagnostics.drop(error.reason, str(error))
+        except Exception as error:  # noqa: BLE001 - a frame must never take the node down
+            reason = next((r for kind, r in reasons.items() if isinstance(error, kind)), None)
+            diagnostics.drop(reason or "error", str(error) if reason else f"{type(error).__name__}: {error}")

@@ -28,6 +28,7 @@ import rclpy
 
 from ..baselines import baseline_label_image
 from ..config import load_config
+from ..io.atomic import write_text
 from ..metrics import label_image_scores
 from ..model.perception import load_checkpoint
 from ..sim.dataset import simulate_bag
@@ -154,15 +155,9 @@ def run_demo(
         [r.frame for r in shown], [r.labels for r in shown], out / "segments_and_poses.png",
         title=f"perception_node: {part} x {instances}", poses=[r.poses for r in shown], axis_m=0.6 * extent_m,
     )
-    _write(out / "metrics.json", json.dumps(summary, indent=1))
-    _write(out / "report.md", _report(summary))
+    write_text(out / "metrics.json", json.dumps(summary, indent=1))
+    write_text(out / "report.md", _report(summary))
     return summary
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _report(s: dict) -> str:
@@ -233,5 +228,5 @@ def run_inloop_demo(out: Path, part: str, instances: int, minutes: float, rate_h
     )
     above = next((r["minute"] for r in rows if r["f1"] > r["f1_kmeans"]), None)
     summary = {"part": part, "instances": instances, "camera_rate_hz": rate_hz, "windows": rows, "first_minute_above_kmeans": above}
-    _write(out / "inloop.json", json.dumps(summary, indent=1))
+    write_text(out / "inloop.json", json.dumps(summary, indent=1))
     return summary

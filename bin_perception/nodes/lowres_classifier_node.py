@@ -43,7 +43,7 @@ from ..io import messages
 from ..io.errors import FrameError
 from ..lowres.estimator import ModelFileError
 from ..lowres.serving import ImageClassifier
-from .common import Diagnostics, LatestSlot, StartupError, spin_node
+from .common import Diagnostics, LatestSlot, StartupError, serve_latest, spin_node
 
 NODE_NAME = "lowres_classifier"
 _DESCRIPTORS = {
@@ -110,17 +110,7 @@ class LowResClassifierNode(Node):
             self.diagnostics.count("dropped_stale")
 
     def _work(self) -> None:
-        while True:
-            taken = self._slot.take()
-            if taken is None:
-                return
-            msg, received_s = taken
-            try:
-                self._classify(msg, received_s)
-            except FrameError as error:
-                self.diagnostics.drop(error.reason, str(error))
-            except Exception as error:  # noqa: BLE001 - a frame must never take the node down
-                self.diagnostics.drop("error", f"{type(error).__name__}: {error}")
+        serve_latest(self._slot, self._classify, self.diagnostics)
 
     def _classify(self, msg: Image, received_s: float) -> None:
         if msg.width == 0 or msg.height == 0:

@@ -51,7 +51,7 @@ from ..io.errors import FrameError
 from ..model.observation import TooFewPointsError
 from ..model.perception import BinPerception, CheckpointError, load_checkpoint, save_checkpoint
 from . import ros_messages
-from .common import Diagnostics, LatestSlot, StartupError, share_file, spin_node
+from .common import Diagnostics, LatestSlot, StartupError, serve_latest, share_file, spin_node
 from .perception_params import BY_NAME, NODE_NAME, ParameterValueError, check_parameter
 
 _ROS_TYPES = {
@@ -338,19 +338,7 @@ class PerceptionNode(Node):
         )
 
     def _work(self) -> None:
-        while True:
-            taken = self._slot.take()
-            if taken is None:
-                return
-            msg, received_s = taken
-            try:
-                self._perceive(msg, received_s)
-            except FrameError as error:
-                self.diagnostics.drop(error.reason, str(error))
-            except TooFewPointsError as error:
-                self.diagnostics.drop("too_few_points", str(error))
-            except Exception as error:  # noqa: BLE001 - a frame must never take the node down
-                self.diagnostics.drop("error", f"{type(error).__name__}: {error}")
+        serve_latest(self._slot, self._perceive, self.diagnostics, {TooFewPointsError: "too_few_points"})
 
     def _perceive(self, msg: Image, received_s: float) -> None:
         frame = messages.frame_from_messages(msg, self._camera_info_for(msg), "depth/image")
