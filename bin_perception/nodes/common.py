@@ -215,5 +215,7 @@ def serve_latest(
         except FrameError as error:
             diagnostics.drop(error.reason, str(error))
         except Exception as error:  # noqa: BLE001 - a frame must never take the node down
+            if not rclpy.ok():
+                return  # shutting down: the publishers went first, this frame has nowhere to go
             reason = next((r for kind, r in reasons.items() if isinstance(error, kind)), None)
             diagnostics.drop(reason or "error", str(error) if reason else f"{type(error).__name__}: {error}")
