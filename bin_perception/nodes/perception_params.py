@@ -96,10 +96,10 @@ def check_parameter(name: str, value: Any, cuda_available: bool = False, checkpo
     if name == "checkpoint":
         if not value:
             _fail(name, "required: the path of a checkpoint.pt that `bin-perception train` wrote")
+        if Path(value).exists() and not Path(value).is_file():
+            _fail(name, f"{value}: exists and is not a file")
         if checkpoint_must_exist and not Path(value).is_file():
             _fail(name, f"{value}: no such file")
-        if not checkpoint_must_exist and not Path(value).is_file() and Path(value).exists():
-            _fail(name, f"{value}: exists and is not a file")
     elif name == "workspace":
         try:
             parse_workspace(value)
