@@ -25,14 +25,32 @@ def test_regions_split_at_depth_jumps_and_not_on_slopes():
     assert len(np.unique(regions[:, :30])) == 1 and len(np.unique(regions[:, 30:])) == 1
 
 
-def test_seed_labels_bring_any_region_count_to_n():
-    rng = np.random.default_rng(0)
-    points = np.vstack([rng.normal(c, 0.002, (200, 3)) for c in ((0, 0, 0.3), (0.03, 0, 0.3), (0, 0.03, 0.3))])
-    one_region = np.zeros(600, dtype=np.int64)
-    labels = seed_labels(points, one_region, 3)
-    assert sorted(np.unique(labels)) == [1, 2, 3]
-    many = np.arange(600) % 7  # seven interleaved regions: the three largest survive
-    assert sorted(np.unique(seed_labels(points, many, 3))) == [1, 2, 3]
+def _seeds(depth_m: np.ndarray, instances: int, fx_px: float = 200.0) -> np.ndarray:
+    """The seeds as a label image, 0 where there is no depth."""
+    inside = np.isfinite(depth_m)
+    K = np.array([[fx_px, 0, depth_m.shape[1] / 2], [0, fx_px, depth_m.shape[0] / 2], [0, 0, 1]])
+    labels = np.zeros(depth_m.shape, dtype=np.int64)
+    labels[inside] = seed_labels(depth_m, inside, backproject(depth_m, K)[inside], fx_px, instances)
+    return labels
+
+
+def test_a_flat_field_is_split_to_n_and_one_step_splits_where_it_is():
+    depth = np.full((40, 60), 0.3)
+    assert sorted(np.unique(_seeds(depth, 3))) == [1, 2, 3]
+    depth[:, 20:] -= 0.002  # 1.3 pixel footprints: below the jump, found by the tighter split
+    labels = _seeds(depth, 2)
+    assert len(np.unique(labels[:, :20])) == 1 and len(np.unique(labels[:, 20:])) == 1
+    assert labels[0, 0] != labels[0, -1]
+
+
+def test_fragments_join_their_part_and_do_not_count_as_instances():
+    depth = np.full((40, 60), np.nan)
+    depth[5:35, 2:28] = 0.302  # two parts side by side, their tops 1.3 pixel footprints apart
+    depth[5:35, 28:58] = 0.300
+    depth[15:19, 10:14] = 0.29  # a small raised boss on the first, cut off by a 10 mm jump
+    labels = _seeds(depth, 2)
+    # Counted as an instance, the boss would leave both parts in one seed.
+    assert labels[16, 11] == labels[6, 3] != labels[6, 40]
 
 
 @pytest.mark.parametrize("name", ["bolt", "lever"])
@@ -45,7 +63,7 @@ def test_seeds_beat_kmeans_on_elongated_parts(name):
             inside = in_workspace(points, simulator.workspace)
             cloud, truth = points[inside], sample.labels[inside]
             part = truth > 0
-            seeds = seed_labels(cloud, depth_regions(sample.depth_m, inside, sample.K[0, 0], 1.5), 3)
+            seeds = seed_labels(sample.depth_m, inside, cloud, sample.K[0, 0], 3)
             gains.append(pairwise_scores(truth[part], seeds[part]).f1 - pairwise_scores(truth[part], kmeans_labels(cloud, 3)[part]).f1)
     # Measured: +0.23 (bolt) and +0.26 (lever) on average over these scenes.
     assert np.mean(gains) > 0.1

@@ -23,7 +23,7 @@ import torch
 
 from ..frame import Frame
 from ..geometry import backproject, in_workspace
-from .seeds import depth_regions, seed_labels
+from .seeds import seed_labels
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,7 @@ def observe(
     input_size_px: int,
     seed_instances: int | None = None,
     seed_jump_px: float = 1.5,
+    seed_fragment_fraction: float = 0.25,
     min_points: int = 32,
 ) -> Observation:
     """Back-project a frame, keep the workspace, normalise, and make the network's input.
@@ -96,8 +97,7 @@ def observe(
     image = _resized(height_m, input_size_px)
     if seed_instances is None:
         return Observation(points, pixels, image, frame.depth_m.shape)
-    regions = depth_regions(frame.depth_m, inside, float(frame.K[0, 0]), seed_jump_px)
-    seeds = seed_labels(points, regions, seed_instances)
+    seeds = seed_labels(frame.depth_m, inside, points, float(frame.K[0, 0]), seed_instances, seed_jump_px, seed_fragment_fraction)
     centres = np.stack([points[seeds == i].mean(axis=0) for i in range(1, seed_instances + 1)]).astype(np.float32)
     rows, cols = np.divmod(pixels, frame.depth_m.shape[1])
     crops = np.stack(

@@ -86,7 +86,10 @@ class BinPerception(nn.Module):
 
     def observe(self, frame: Frame) -> Observation:
         seeds = self.instances if self.seeded else None
-        return observe(frame, self.workspace, self.normalization, self.config.input_size_px, seeds, self.config.seed_jump_px)
+        config = self.config
+        return observe(
+            frame, self.workspace, self.normalization, config.input_size_px, seeds, config.seed_jump_px, config.seed_fragment_fraction
+        )
 
     def forward(self, observations: list[Observation]) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotations (B, N, 3, 3) and translations (B, N, 3), model units, of B observed frames."""
