@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from .config import Config, ConfigError, TopicsConfig, load_config
@@ -266,9 +268,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_sigterm(signum: int, _frame) -> None:
+    # An exception, unlike the default action, unwinds the writers: a staged bag or checkpoint is removed.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return args.run(args)
     except (BagError, ConfigError, FileNotFoundError, FileExistsError, ValueError) as error:

@@ -199,20 +199,23 @@ def test_an_aborted_writer_leaves_no_bag(tmp_path, nut_bag):
 
 
 @pytest.mark.slow
-def test_a_killed_simulation_leaves_no_bag(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_simulation_leaves_no_bag(tmp_path, signum):
     target = tmp_path / "killed.mcap"
     process = subprocess.Popen(
         [sys.executable, "-m", "bin_perception.cli", "simulate", "--part", "nut", "--instances", "2",
          "--scenes", "100000", "--out", str(target)],
         stderr=subprocess.PIPE, text=True,
     )
-    # Wait until scenes are being written, then kill without warning.
+    # Wait until scenes are being written, then kill it.
     deadline = time.monotonic() + 60
     partial = []
     while time.monotonic() < deadline and not any(p.stat().st_size > 1e6 for p in partial):
         partial = [p for p in tmp_path.rglob("*.mcap") if p.is_file()]
         time.sleep(0.2)
-    os.kill(process.pid, signal.SIGKILL)
+    os.kill(process.pid, signum)
     process.wait()
     assert partial, "the simulation never started writing"
     assert not target.exists()
+    if signum == signal.SIGTERM:  # a polite stop also removes what was staged
+        assert list(tmp_path.iterdir()) == []
