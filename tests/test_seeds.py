@@ -81,3 +81,8 @@ def test_seeded_training_and_evaluation(tmp_path):
     assert set(methods) == {"ours", "ours_seeds", "kmeans"}
     assert methods["ours_seeds"]["f1"] > methods["kmeans"]["f1"]
     assert methods["ours"]["f1"] > 0.6 and methods["ours"]["frames"] == 24
+    # One part at a time: the same model perceives bins of another N.
+    other = tmp_path / "bolt_n3.mcap"
+    simulate_bag("bolt", 3, 4, seed=3, out=other, progress=False)
+    metrics = evaluate(str(other), tmp_path / "report_n3", str(result.run_dir / "checkpoint.pt"), baselines=(), tune_frames=0)
+    assert metrics["methods"]["ours"]["frames"] == 4 and metrics["methods"]["ours"]["f1"] > 0.6

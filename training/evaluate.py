@@ -36,10 +36,16 @@ DBSCAN_EPS_CANDIDATES_M = tuple(np.geomspace(0.0003, 0.008, 15))
 
 
 def _check_fit(perception, instances: int | None, bag_instances: str | None, config: Config | None, checkpoint: Path) -> None:
-    if instances is not None and instances != perception.instances:
-        raise CheckpointError(f"checkpoint {checkpoint}: trained for N={perception.instances}, but --instances is {instances}")
-    if bag_instances is not None and int(bag_instances) != perception.instances:
-        raise CheckpointError(f"checkpoint {checkpoint}: trained for N={perception.instances}, but the bag holds bins of {bag_instances}")
+    """Raise unless the checkpoint can perceive this bag; a seeded model is set to the bag's N."""
+    for source, count in (("--instances is", instances), ("the bag holds bins of", bag_instances)):
+        # The seeded method's network sees one part at a time, so it perceives any N.
+        if count is not None and int(count) != perception.instances and not perception.seeded:
+            raise CheckpointError(f"checkpoint {checkpoint}: trained for N={perception.instances}, but {source} {count}")
+    if instances is not None and bag_instances is not None and instances != int(bag_instances):
+        raise CheckpointError(f"--instances is {instances}, but the bag holds bins of {bag_instances}")
+    wanted = instances if instances is not None else bag_instances
+    if wanted is not None:
+        perception.set_instances(int(wanted))
     if config is not None and config.model.input_size_px != perception.config.input_size_px:
         raise CheckpointError(
             f"checkpoint {checkpoint}: input size {perception.config.input_size_px} px, "
@@ -75,8 +81,15 @@ def evaluate(
         instances = perception.instances
     elif instances is None:
         raise ConfigError("without --checkpoint, --instances is required")
+    if workspace is None and config.workspace:
+        workspace = np.asarray(config.workspace).reshape(2, 3)
     if workspace is None:
-        workspace = perception.workspace if perception else (np.asarray(config.workspace).reshape(2, 3) if config.workspace else reader.workspace())
+        # The bag's own box describes its bin; the checkpoint's, the bin it was trained on.
+        workspace = reader.workspace()
+    if workspace is None and perception:
+        workspace = perception.workspace
+    if perception:
+        perception.set_workspace(workspace)
     if workspace is None:
         raise BagError(f"bag {reader.path}: records no workspace; give --workspace")
     normalization = perception.normalization if perception else Normalization.from_workspace(workspace)
