@@ -1,0 +1,143 @@
+"""Table 4.2 of Wu (2019) on simulated bins: every part x N, our method and the thesis's against the baselines.
+
+    python -m training.table --out runs/table [--parts nut bolt] [--instances 2 3 4] [--train-minutes 6] [--jobs 2]
+
+For each part it simulates the training bags and held-out test bags (another
+seed), trains the seeded method once at ``--seeded-train-n`` (its network sees
+one part at a time, so that model serves every N) and the thesis's method at
+each N, evaluates each test bag with both checkpoints and the baselines, and
+writes ``table.md`` and ``table.json``. Every step runs the project's own CLI,
+``--jobs`` processes of one thread each at a time, and is skipped when its
+output exists, so an interrupted table resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from bin_perception.io.atomic import write_text
+from bin_perception.sim.parts import part_names
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+METHODS = {"seeded": CONFIG_DIR / "train_cpu.yaml", "thesis": CONFIG_DIR / "train_thesis_cpu.yaml"}
+COLUMNS = ("ours", "ours_seeds", "thesis", "kmeans", "spectral", "dbscan")
+TRAIN_SEED, TEST_SEED = 1, 2
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "bin_perception.cli", *args]
+
+
+def _run(command: list[str], log: Path) -> None:
+    # One thread a process: --jobs processes then share the cores without oversubscribing them.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}); see {log}")
+
+
+def _parallel(label: str, jobs: list[tuple[list[str], Path, Path]], workers: int) -> None:
+    """Run (command, log, output) jobs whose output does not exist yet."""
+    todo = [(command, log) for command, log, output in jobs if not output.exists()]
+    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(todo), desc=label, unit="job") as bar:
+        for _ in pool.map(lambda job: _run(*job), todo):
+            bar.update()
+
+
+def _bag(out: Path, part: str, instances: int, split: str) -> Path:
+    return out / "bags" / f"{part}_n{instances}_{split}"
+
+
+def _run_dir(out: Path, method: str, part: str, instances: int) -> Path:
+    return out / method / f"{part}_n{instances}"
+
+
+def build_table(out: Path, parts: list[str], counts: list[int], train_scenes: int, test_scenes: int, train_minutes: float, seeded_n: int, jobs: int) -> dict:
+    """Simulate, train and evaluate what is missing under ``out``; return the table's figures."""
+    simulate, train, evaluate = [], [], []
+    for part in parts:
+        for n in sorted(set(counts) | {seeded_n}):
+            bag = _bag(out, part, n, "train")
+            command = _cli("simulate", "--part", part, "--instances", str(n), "--scenes", str(train_scenes), "--seed", str(TRAIN_SEED), "--out", str(bag))
+            simulate.append((command, out / "logs" / f"{bag.name}.log", bag))
+        for n in counts:
+            bag = _bag(out, part, n, "test")
+            command = _cli("simulate", "--part", part, "--instances", str(n), "--scenes", str(test_scenes), "--seed", str(TEST_SEED), "--out", str(bag))
+            simulate.append((command, out / "logs" / f"{bag.name}.log", bag))
+        trained = [("seeded", seeded_n)] + [("thesis", n) for n in counts]
+        for method, n in trained:
+            run = _run_dir(out, method, part, n)
+            command = _cli("train", "--bag", str(_bag(out, part, n, "train")), "--instances", str(n), "--config", str(METHODS[method]))
+            command += ["--out", str(run), "--max-minutes", str(train_minutes)]
+            train.append((command, out / "logs" / f"train_{method}_{part}_n{n}.log", run / "checkpoint.pt"))
+        for n in counts:
+            test = str(_bag(out, part, n, "test"))
+            ours = out / "reports" / f"{part}_n{n}"
+            checkpoint = _run_dir(out, "seeded", part, seeded_n) / "checkpoint.pt"
+            command = _cli("evaluate", "--bag", test, "--checkpoint", str(checkpoint), "--baselines", "kmeans,spectral,dbscan", "--out", str(ours))
+            evaluate.append((command, out / "logs" / f"evaluate_{part}_n{n}.log", ours / "metrics.json"))
+            thesis = out / "reports" / f"{part}_n{n}_thesis"
+            checkpoint = _run_dir(out, "thesis", part, n) / "checkpoint.pt"
+            command = _cli("evaluate", "--bag", test, "--checkpoint", str(checkpoint), "--baselines", "dbscan", "--out", str(thesis))
+            evaluate.append((command, out / "logs" / f"evaluate_{part}_n{n}_thesis.log", thesis / "metrics.json"))
+    _parallel("simulate", simulate, jobs)
+    _parallel("train", train, jobs)
+    _parallel("evaluate", evaluate, jobs)
+    return collect(out, parts, counts)
+
+
+def collect(out: Path, parts: list[str], counts: list[int]) -> dict:
+    """{"rows": [{"part", "instances", "<method>": {"f1", "precision", "recall"}}], "mean": {N: {method: f1}}}."""
+    rows = []
+    for n in counts:
+        for part in parts:
+            ours = json.loads((out / "reports" / f"{part}_n{n}" / "metrics.json").read_text())["methods"]
+            # The thesis's report scores DBSCAN only to skip the same tuning frames as ours.
+            thesis = json.loads((out / "reports" / f"{part}_n{n}_thesis" / "metrics.json").read_text())["methods"]
+            row = {"part": part, "instances": n, **{name: ours[name] for name in COLUMNS if name in ours}, "thesis": thesis["ours"]}
+            rows.append({k: v if k in ("part", "instances") else {m: v[m] for m in ("f1", "precision", "recall")} for k, v in row.items()})
+    mean = {n: {name: float(np.mean([r[name]["f1"] for r in rows if r["instances"] == n])) for name in COLUMNS} for n in counts}
+    return {"rows": rows, "mean": mean}
+
+
+def markdown(table: dict) -> str:
+    """Laid out like Table 4.2, with P and R as in Table B.1: F1 (P / R) per part, N and method."""
+    lines = ["| part | N | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
+    for row in table["rows"]:
+        cells = [f"{row[m]['f1']:.3f} ({row[m]['precision']:.2f} / {row[m]['recall']:.2f})" for m in COLUMNS]
+        lines.append(f"| {row['part']} | {row['instances']} | " + " | ".join(cells) + " |")
+    for n, mean in table["mean"].items():
+        lines.append(f"| **mean** | {n} | " + " | ".join(f"**{mean[m]:.3f}**" for m in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--parts", nargs="+", default=part_names())
+    parser.add_argument("--instances", nargs="+", type=int, default=[2, 3, 4])
+    parser.add_argument("--train-scenes", type=int, default=300)
+    parser.add_argument("--test-scenes", type=int, default=30, help="the first 10 tune DBSCAN's eps and are left out of every score")
+    parser.add_argument("--train-minutes", type=float, default=6.0, help="per training run")
+    parser.add_argument("--seeded-train-n", type=int, default=3, help="the N of the seeded method's training bins")
+    parser.add_argument("--jobs", type=int, default=2, help="processes at a time, one thread each")
+    args = parser.parse_args(argv)
+    table = build_table(args.out, args.parts, args.instances, args.train_scenes, args.test_scenes, args.train_minutes, args.seeded_train_n, args.jobs)
+    write_text(args.out / "table.json", json.dumps(table, indent=1))
+    write_text(args.out / "table.md", markdown(table))
+    print(markdown(table))
+
+
+if __name__ == "__main__":
+    main()
