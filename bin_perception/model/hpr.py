@@ -49,7 +49,7 @@ def visible_points(points: np.ndarray, camera: np.ndarray, radius: float) -> np.
 def visible_mask(points: np.ndarray, camera: np.ndarray, exponent: float | None) -> np.ndarray:
     """HPR over a batch: points (B, n, 3), cameras (B, 3) or (3,); returns (B, n) booleans.
 
-    Batch elements run in parallel threads (Qhull releases the GIL).
+    Batch elements run in parallel threads (Qhull releases the GIL); a batch of one runs here.
     """
     points = np.asarray(points)
     if exponent is None:
@@ -59,4 +59,6 @@ def visible_mask(points: np.ndarray, camera: np.ndarray, exponent: float | None)
     def one(b: int) -> np.ndarray:
         return visible_points(points[b], cameras[b], flip_radius(points[b], cameras[b], exponent))
 
+    if len(points) == 1:  # one frame at inference: a thread hand-off would cost a third of the hull's time
+        return one(0)[None]
     return np.stack(list(_pool.map(one, range(len(points)))))
