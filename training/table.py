@@ -15,44 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from bin_perception.io.atomic import write_text
 from bin_perception.sim.parts import part_names
+
+from .jobs import cli, run_missing
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 METHODS = {"seeded": CONFIG_DIR / "train_cpu.yaml", "thesis": CONFIG_DIR / "train_thesis_cpu.yaml"}
 COLUMNS = ("ours", "ours_seeds", "thesis", "kmeans", "spectral", "dbscan")
 TRAIN_SEED, TEST_SEED = 1, 2
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "bin_perception.cli", *args]
-
-
-def _run(command: list[str], log: Path) -> None:
-    # One thread a process: --jobs processes then share the cores without oversubscribing them.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as out:
-        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}); see {log}")
-
-
-def _parallel(label: str, jobs: list[tuple[list[str], Path, Path]], workers: int) -> None:
-    """Run (command, log, output) jobs whose output does not exist yet."""
-    todo = [(command, log) for command, log, output in jobs if not output.exists()]
-    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(todo), desc=label, unit="job") as bar:
-        for _ in pool.map(lambda job: _run(*job), todo):
-            bar.update()
 
 
 def _bag(out: Path, part: str, instances: int, split: str) -> Path:
@@ -69,31 +44,31 @@ def build_table(out: Path, parts: list[str], counts: list[int], train_scenes: in
     for part in parts:
         for n in sorted(set(counts) | {seeded_n}):
             bag = _bag(out, part, n, "train")
-            command = _cli("simulate", "--part", part, "--instances", str(n), "--scenes", str(train_scenes), "--seed", str(TRAIN_SEED), "--out", str(bag))
+            command = cli("simulate", "--part", part, "--instances", str(n), "--scenes", str(train_scenes), "--seed", str(TRAIN_SEED), "--out", str(bag))
             simulate.append((command, out / "logs" / f"{bag.name}.log", bag))
         for n in counts:
             bag = _bag(out, part, n, "test")
-            command = _cli("simulate", "--part", part, "--instances", str(n), "--scenes", str(test_scenes), "--seed", str(TEST_SEED), "--out", str(bag))
+            command = cli("simulate", "--part", part, "--instances", str(n), "--scenes", str(test_scenes), "--seed", str(TEST_SEED), "--out", str(bag))
             simulate.append((command, out / "logs" / f"{bag.name}.log", bag))
         trained = [("seeded", seeded_n)] + [("thesis", n) for n in counts]
         for method, n in trained:
             run = _run_dir(out, method, part, n)
-            command = _cli("train", "--bag", str(_bag(out, part, n, "train")), "--instances", str(n), "--config", str(METHODS[method]))
+            command = cli("train", "--bag", str(_bag(out, part, n, "train")), "--instances", str(n), "--config", str(METHODS[method]))
             command += ["--out", str(run), "--max-minutes", str(train_minutes)]
             train.append((command, out / "logs" / f"train_{method}_{part}_n{n}.log", run / "checkpoint.pt"))
         for n in counts:
             test = str(_bag(out, part, n, "test"))
             ours = out / "reports" / f"{part}_n{n}"
             checkpoint = _run_dir(out, "seeded", part, seeded_n) / "checkpoint.pt"
-            command = _cli("evaluate", "--bag", test, "--checkpoint", str(checkpoint), "--baselines", "kmeans,spectral,dbscan", "--out", str(ours))
+            command = cli("evaluate", "--bag", test, "--checkpoint", str(checkpoint), "--baselines", "kmeans,spectral,dbscan", "--out", str(ours))
             evaluate.append((command, out / "logs" / f"evaluate_{part}_n{n}.log", ours / "metrics.json"))
             thesis = out / "reports" / f"{part}_n{n}_thesis"
             checkpoint = _run_dir(out, "thesis", part, n) / "checkpoint.pt"
-            command = _cli("evaluate", "--bag", test, "--checkpoint", str(checkpoint), "--baselines", "dbscan", "--out", str(thesis))
+            command = cli("evaluate", "--bag", test, "--checkpoint", str(checkpoint), "--baselines", "dbscan", "--out", str(thesis))
             evaluate.append((command, out / "logs" / f"evaluate_{part}_n{n}_thesis.log", thesis / "metrics.json"))
-    _parallel("simulate", simulate, jobs)
-    _parallel("train", train, jobs)
-    _parallel("evaluate", evaluate, jobs)
+    run_missing("simulate", simulate, jobs)
+    run_missing("train", train, jobs)
+    run_missing("evaluate", evaluate, jobs)
     return collect(out, parts, counts)
 
 
