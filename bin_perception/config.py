@@ -116,6 +116,7 @@ class ModelConfig:
     method: str = "seeded"  # ours; "thesis" is Wu (2019) exactly
     seed_jump_px: float = 1.5  # seeded: a depth jump of this many pixel footprints separates seeds
     seed_fragment_fraction: float = 0.25  # seeded: regions below this fraction of an N-th of the points join a neighbour
+    segmentation: str = "transfer"  # transfer: labels from the rendered model (thesis); seeds: the seeds' (seeded only)
     input_size_px: int = 224  # the depth image is resized to this square before the network
     stem: str = "depth3"  # depth3: the depth replicated to 3 channels (thesis); depth1: a 1-channel first conv
     rotation: str = "quaternion"
@@ -131,6 +132,8 @@ class ModelConfig:
         _require(self.method in METHODS, f"method {self.method!r}: expected one of {', '.join(METHODS)}")
         _require(self.seed_jump_px > 0, "seed_jump_px must be positive")
         _require(0 <= self.seed_fragment_fraction < 1, "seed_fragment_fraction must be in [0, 1)")
+        _require(self.segmentation in ("transfer", "seeds"), f"segmentation {self.segmentation!r}: expected transfer or seeds")
+        _require(self.segmentation == "transfer" or self.method == "seeded", "segmentation seeds needs method seeded")
         _require(self.input_size_px >= 32, "input_size_px must be at least 32")
         _require(self.stem in STEMS, f"stem {self.stem!r}: expected one of {', '.join(STEMS)}")
         _require(self.rotation in ROTATIONS, f"rotation {self.rotation!r}: expected one of {', '.join(ROTATIONS)}")

@@ -169,3 +169,17 @@ def test_two_rotation_channels_follow_eq_4_2():
     best = best_channels(observed, model, rotations, translations, camera, 2.9)
     winners = channel_signs(2)[per_combination.argmin(dim=1)]
     torch.testing.assert_close(best, winners)
+
+
+def test_segmentation_from_the_seeds_renders_nothing_unless_asked(nut_scene):
+    _, sample, workspace = nut_scene
+    frame = Frame(sample.depth_m, sample.K, 1, "cam")
+    perception = BinPerception(3, workspace, ModelConfig(input_size_px=64, model_points=128, segmentation="seeds"), seed=0).eval()
+    prediction = perception.predict(frame)
+    np.testing.assert_array_equal(prediction.point_labels, prediction.observation.seeds)
+    assert prediction.visible_points is None and prediction.poses.shape == (3, 4, 4)
+    rendered = perception.predict(frame, render_scene=True)
+    assert len(rendered.visible_points) == len(rendered.visible_ids) > 0
+    np.testing.assert_array_equal(rendered.labels, prediction.labels)
+    with pytest.raises(ValueError, match="segmentation seeds needs method seeded"):
+        ModelConfig(method="thesis", segmentation="seeds")

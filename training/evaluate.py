@@ -131,7 +131,7 @@ def evaluate(
         for method in methods:
             start = time.perf_counter()
             if method == "ours":
-                prediction = perception.predict(frame, obs)
+                prediction = perception.predict(frame, obs, render_scene=True)  # its visible points give the chamfer
                 labels = prediction.point_labels
             elif method == "ours_seeds":  # the seeded method's seeds alone, before the model
                 labels = obs.seeds

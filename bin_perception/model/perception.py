@@ -36,8 +36,8 @@ class Prediction:
     point_labels: np.ndarray  # (n,) instance ids 1..N of the frame's workspace points
     labels: np.ndarray  # (H, W) uint16 label image, 0 = not a part
     observation: Observation
-    visible_points: np.ndarray  # (k, 3) the rendered scene's visible points, model units
-    visible_ids: np.ndarray  # (k,) their instance ids
+    visible_points: np.ndarray | None  # (k, 3) the rendered scene's visible points, model units; None if not rendered
+    visible_ids: np.ndarray | None  # (k,) their instance ids
 
 
 class CheckpointError(ValueError):
@@ -104,29 +104,36 @@ class BinPerception(nn.Module):
         return rotations.view(*shape, 3, 3), offsets.view(*shape, 3) + centres
 
     @torch.no_grad()
-    def predict(self, frame: Frame, observation: Observation | None = None) -> Prediction:
-        """Poses and segments for one frame."""
+    def predict(self, frame: Frame, observation: Observation | None = None, render_scene: bool = False) -> Prediction:
+        """Poses and segments for one frame.
+
+        The segments come from the label transfer (each point takes the instance of its nearest visible
+        rendered point), or with ``segmentation: seeds`` from the seeds, and then the scene is rendered
+        only when ``render_scene`` asks for its visible points (``Prediction.visible_points``).
+        """
         obs = observation or self.observe(frame)
         device = self.object_model.points.device
         rotations, translations = self([obs])
         model = self.object_model()
-        signs = None
-        if self.config.rotation_channels == 2:
-            # The channel choice needs only a sample of the observed cloud, as the loss does in training.
-            sample = subsample(obs.points, self.config.observed_points, np.random.default_rng(0))
-            observed = torch.from_numpy(obs.points[sample])[None].to(device)
-            signs = best_channels(observed, model, rotations, translations, self.normalization.camera, self.config.hpr_exponent)
-        scene = render(model, rotations, translations, signs)
-        visible = visible_scene(scene, self.normalization.camera, self.config.hpr_exponent)[0].cpu().numpy()
-        ids = instance_ids(self.instances, len(model))
-        visible_points = scene[0].cpu().numpy()[visible]
-        point_labels = transfer_labels(obs.points, visible_points, ids[visible])
+        transfer = self.config.segmentation == "transfer"
+        visible_points = visible_ids = None
+        if transfer or render_scene:
+            signs = None
+            if self.config.rotation_channels == 2:
+                # The channel choice needs only a sample of the observed cloud, as the loss does in training.
+                sample = subsample(obs.points, self.config.observed_points, np.random.default_rng(0))
+                observed = torch.from_numpy(obs.points[sample])[None].to(device)
+                signs = best_channels(observed, model, rotations, translations, self.normalization.camera, self.config.hpr_exponent)
+            scene = render(model, rotations, translations, signs)
+            visible = visible_scene(scene, self.normalization.camera, self.config.hpr_exponent)[0].cpu().numpy()
+            visible_points, visible_ids = scene[0].cpu().numpy()[visible], instance_ids(self.instances, len(model))[visible]
+        point_labels = transfer_labels(obs.points, visible_points, visible_ids) if transfer else obs.seeds
         poses = np.tile(np.eye(4), (self.instances, 1, 1))
         # Model units to metres: the rotation is unchanged, the translation rescales.
         poses[:, :3, :3] = rotations[0].cpu().numpy()
         poses[:, :3, 3] = self.normalization.to_metres(translations[0].cpu().numpy())
         labels = label_image(obs.shape, obs.pixels, point_labels)
-        return Prediction(poses, point_labels.astype(np.uint16), labels, obs, visible_points, ids[visible])
+        return Prediction(poses, point_labels.astype(np.uint16), labels, obs, visible_points, visible_ids)
 
     def model_points_m(self) -> np.ndarray:
         """The learned model in metres, in its own frame (scaled, not shifted)."""
