@@ -5,7 +5,7 @@ Two forwards are timed: the model's own network on this frame's input (for the s
 the configured size) and a ResNet-18 on one 224 x 224 image, the thesis's network and input. Ours is
 split into the observation (back-projection and seeds), the network (timed again after it, so warm), and
 the rest: rendering, HPR over the scene and label transfer where the config transfers labels, and
-whatever the network costs inside the pipeline beyond its warm time (its threads waking up).
+whatever the network costs inside the pipeline beyond its warm time (presumably its threads waking).
 
     python -m training.bench.bench_inference --bag BAG --checkpoint RUN/checkpoint.pt [--frames 40]
 """
