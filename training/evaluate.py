@@ -6,6 +6,10 @@ label is a part, for our model and each baseline; the chamfer distance of our
 model's prediction; the learned model's fidelity to the true mesh; and the
 pose errors of the matched instances. It writes REPORT_DIR/metrics.json,
 report.md, overlay PNGs per method and the learned model beside the mesh.
+
+"ours" is the checkpoint as the node runs it, and so is its time per frame. A
+seeded checkpoint also reports its other segmentation, "ours_seeds" (the seeds
+alone) or "ours_transfer" (the label transfer from the rendered model).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from bin_perception.io.errors import BagError
 from bin_perception.metrics import chamfer_distance, model_fidelity, pairwise_scores, pose_errors
 from bin_perception.model import BinPerception, CheckpointError, load_checkpoint
 from bin_perception.model.observation import Normalization, TooFewPointsError, observe
+from bin_perception.model.segment import transfer_labels
 from bin_perception.viz import model_views, segmentation_overlays
 
 # Points of a 224 px frame lie 0.2 to 1 mm apart, depending on the part's size.
@@ -111,7 +116,7 @@ def evaluate(
             truths.append(truth[truth > 0])
         params["dbscan"]["eps_m"] = choose_dbscan_eps(clouds, truths, DBSCAN_EPS_CANDIDATES_M)
 
-    methods = (["ours"] if perception else []) + (["ours_seeds"] if perception and perception.seeded else []) + list(baselines)
+    methods = (["ours"] if perception else []) + ([_other_segmentation(perception)] if perception and perception.seeded else []) + list(baselines)
     per_frame: dict[str, list[dict]] = {m: [] for m in methods}
     overlays: dict[str, list[np.ndarray]] = {m: [] for m in methods}
     mesh = reader.part_mesh()
@@ -128,20 +133,26 @@ def evaluate(
         # Back-projection is every method's; the seeds and crops are only ours.
         observe_ms = 1000 * (time.perf_counter() - observe_start)
         part = truth > 0
+        rendered = None
         for method in methods:
             start = time.perf_counter()
             if method == "ours":
-                prediction = perception.predict(frame, obs, render_scene=True)  # its visible points give the chamfer
+                prediction = perception.predict(frame, obs)  # timed as the node runs it
                 labels = prediction.point_labels
             elif method == "ours_seeds":  # the seeded method's seeds alone, before the model
                 labels = obs.seeds
+            elif method == "ours_transfer":
+                labels = transfer_labels(obs.points, rendered.visible_points, rendered.visible_ids)
             else:
                 labels = run_baseline(method, points_m, instances, **params[method])
             elapsed_ms = 1000 * (time.perf_counter() - start) + (observe_ms if method.startswith("ours") else 0.0)
+            if method == "ours":
+                # The chamfer (and the label transfer) need the rendered scene, which a seeds-segmenting node skips.
+                rendered = prediction if prediction.visible_points is not None else perception.predict(frame, obs, render_scene=True)
             scores = pairwise_scores(truth[part], labels[part])
             row = {"precision": scores.precision, "recall": scores.recall, "f1": scores.f1, "ms": elapsed_ms}
             if method == "ours":
-                row["chamfer_m"] = chamfer_distance(points_m, normalization.to_metres(prediction.visible_points))
+                row["chamfer_m"] = chamfer_distance(points_m, normalization.to_metres(rendered.visible_points))
                 if fidelity is not None:
                     camera_from_part = prediction.poses @ np.linalg.inv(fidelity.part_from_model)
                     errors = pose_errors(frame.gt_poses, camera_from_part, mesh_points, symmetry)
@@ -177,6 +188,11 @@ def evaluate(
     }
     _write_report(Path(out), result, evaluation[: overlay_frames], overlays, perception, fidelity, mesh)
     return result
+
+
+def _other_segmentation(perception: BinPerception) -> str:
+    """The seeded method's segmentation that its config does not choose, reported beside it."""
+    return "ours_transfer" if perception.config.segmentation == "seeds" else "ours_seeds"
 
 
 def _parts_of(
