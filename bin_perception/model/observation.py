@@ -23,7 +23,7 @@ import torch
 
 from ..frame import Frame
 from ..geometry import backproject, in_workspace
-from .seeds import seed_labels
+from .seeds import seed_labels, whole_part_extents
 
 
 @dataclass(frozen=True)
@@ -80,30 +80,53 @@ def observe(
     seed_instances: int | None = None,
     seed_jump_px: float = 1.5,
     seed_fragment_fraction: float = 0.25,
+    seed_part_extent_m: float | None = None,
     min_points: int = 32,
 ) -> Observation:
     """Back-project a frame, keep the workspace, normalise, and make the network's input.
 
-    With ``seed_instances``, also seed that many instances and cut their crops.
+    With ``seed_instances``, also seed that many instances and cut their crops; with
+    ``seed_part_extent_m`` too, the seeds rejoin the pieces of occluded parts.
     """
-    points_m = backproject(frame.depth_m, frame.K)
-    inside = in_workspace(points_m, workspace)
-    count = int(inside.sum())
-    if count < min_points:
-        raise TooFewPointsError(f"frame at stamp {frame.stamp_ns}: {count} valid points in the workspace, need {min_points}")
+    inside, points_m = _workspace_points(frame, workspace, min_points)
     pixels = np.flatnonzero(inside)
-    points = normalization.to_model(points_m.reshape(-1, 3)[pixels])
+    points = normalization.to_model(points_m)
     height_m = np.where(inside, normalization.centre_m[2] - frame.depth_m, 0.0) / normalization.scale_m
     image = _resized(height_m, input_size_px)
     if seed_instances is None:
         return Observation(points, pixels, image, frame.depth_m.shape)
-    seeds = seed_labels(frame.depth_m, inside, points, float(frame.K[0, 0]), seed_instances, seed_jump_px, seed_fragment_fraction)
+    part_extent = None if seed_part_extent_m is None else seed_part_extent_m / normalization.scale_m
+    seeds = seed_labels(
+        frame.depth_m, inside, points, float(frame.K[0, 0]), seed_instances, seed_jump_px, seed_fragment_fraction, part_extent=part_extent
+    )
     centres = np.stack([points[seeds == i].mean(axis=0) for i in range(1, seed_instances + 1)]).astype(np.float32)
     rows, cols = np.divmod(pixels, frame.depth_m.shape[1])
     crops = np.stack(
         [_crop(height_m, rows[seeds == i], cols[seeds == i], -centres[i - 1, 2], input_size_px) for i in range(1, seed_instances + 1)]
     )
     return Observation(points, pixels, image, frame.depth_m.shape, seeds, crops, centres)
+
+
+def whole_part_extents_m(
+    frame: Frame, workspace: np.ndarray, instances: int, seed_jump_px: float = 1.5, seed_fragment_fraction: float = 0.25
+) -> np.ndarray:
+    """The extents in metres of the frame's whole visible parts, where its seeds' regions number exactly N
+    (:func:`bin_perception.model.seeds.whole_part_extents`); none for a frame with too few points."""
+    try:
+        inside, points_m = _workspace_points(frame, workspace, instances)
+    except TooFewPointsError:
+        return np.empty(0)
+    return whole_part_extents(frame.depth_m, inside, points_m, float(frame.K[0, 0]), instances, seed_jump_px, seed_fragment_fraction)
+
+
+def _workspace_points(frame: Frame, workspace: np.ndarray, min_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (H, W) mask of the valid pixels inside the workspace, and their points (n, 3) in metres, row-major."""
+    points_m = backproject(frame.depth_m, frame.K)
+    inside = in_workspace(points_m, workspace)
+    count = int(inside.sum())
+    if count < min_points:
+        raise TooFewPointsError(f"frame at stamp {frame.stamp_ns}: {count} valid points in the workspace, need {min_points}")
+    return inside, points_m[inside]
 
 
 def _resized(image: np.ndarray, size_px: int) -> np.ndarray:

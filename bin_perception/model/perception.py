@@ -1,8 +1,9 @@
 """The estimator: a pose network and a learned object model that, together, explain a bin.
 
 ``BinPerception`` holds everything a trained model needs at inference (the
-networks, the workspace, the normalisation, the model config) and saves to a
-weights-only checkpoint with a JSON sidecar.
+networks, the workspace, the normalisation, the model config and, for the
+seeded method, the part's measured extent) and saves to a weights-only
+checkpoint with a JSON sidecar.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -21,8 +23,9 @@ from ..config import ModelConfig, build_dataclass
 from ..frame import Frame
 from ..io.atomic import replacing, write_text
 from .network import ObjectModel, PoseNet
-from .observation import Normalization, Observation, observe, subsample
+from .observation import Normalization, Observation, observe, subsample, whole_part_extents_m
 from .render import best_channels, instance_ids, render, visible_scene
+from .seeds import part_extent
 from .segment import label_image, transfer_labels
 
 CHECKPOINT_FORMAT = 1
@@ -57,6 +60,8 @@ class BinPerception(nn.Module):
         self.config = config or ModelConfig()
         self.workspace = np.asarray(workspace, dtype=np.float64).reshape(2, 3)
         self.normalization = Normalization.from_workspace(self.workspace)
+        # The seeded method's measure of the part (seeds.part_extent); None until measured.
+        self.part_extent_m: float | None = None
         # Seeded initial weights, without reseeding the caller's global generator.
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -88,8 +93,15 @@ class BinPerception(nn.Module):
         seeds = self.instances if self.seeded else None
         config = self.config
         return observe(
-            frame, self.workspace, self.normalization, config.input_size_px, seeds, config.seed_jump_px, config.seed_fragment_fraction
+            frame, self.workspace, self.normalization, config.input_size_px, seeds, config.seed_jump_px, config.seed_fragment_fraction,
+            self.part_extent_m,
         )
+
+    def measure_part_extent(self, frames: Iterable[Frame]) -> float | None:
+        """The part's extent in metres, from the frames where the seeds find N whole parts; None from too few."""
+        config = self.config
+        extents = [whole_part_extents_m(f, self.workspace, self.instances, config.seed_jump_px, config.seed_fragment_fraction) for f in frames]
+        return part_extent(np.concatenate(extents)) if extents else None
 
     def forward(self, observations: list[Observation]) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotations (B, N, 3, 3) and translations (B, N, 3), model units, of B observed frames."""
@@ -146,6 +158,7 @@ class BinPerception(nn.Module):
             "workspace": self.workspace.ravel().tolist(),
             "normalization": self.normalization.to_dict(),
             "model": dataclasses.asdict(self.config),
+            "part_extent_m": self.part_extent_m,
             "model_points_m": self.model_points_m().round(7).tolist(),
         }
 
@@ -156,6 +169,7 @@ class BinPerception(nn.Module):
         # The workspace may have been changed after training; the units of the model may not.
         if "normalization" in metadata:
             perception.normalization = Normalization.from_dict(metadata["normalization"])
+        perception.part_extent_m = metadata.get("part_extent_m")
         return perception
 
 

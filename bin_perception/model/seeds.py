@@ -10,8 +10,15 @@ steep face seen at a grazing angle). Then:
 1. Fragments, regions smaller than ``fragment_fraction`` of an N-th of the
    points (a bolt's head cut from its shank, the strips of a steep face), join
    the neighbour across their smallest depth step.
-2. The N largest regions are the seeds; the rest (islands) join the nearest.
-3. While fewer than N remain (parts touching at the same depth), the seed of
+2. Where the part's extent is known, pieces of one part that another part
+   lying across it cuts apart are rejoined: two regions that both lie behind
+   the same region and do not touch merge, the pair of smallest union first,
+   while more than N remain and the union fits in the part's extent. The
+   extent needs no model: it is measured on frames whose regions number
+   exactly N (:func:`whole_part_extents`), where each region is most likely
+   one whole visible part.
+3. The N largest regions are the seeds; the rest (islands) join the nearest.
+4. While fewer than N remain (parts touching at the same depth), the seed of
    the largest extent is split where the depth steps are sharpest: its
    regions at ever smaller jumps, K-means when none splits it.
 
@@ -33,6 +40,18 @@ _OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))
 # Each tighter split tries this fraction of the previous jump, five times (down to 0.17 of it).
 _SPLIT_SHRINK = 0.7
 _SPLIT_TRIES = 5
+# The axes and the face and body diagonals: a cloud's widest projection on them is within 10 % of its diameter.
+_DIRECTIONS = np.array(
+    [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, -1, 0], [1, 0, 1], [1, 0, -1], [0, 1, 1], [0, 1, -1], [1, 1, 1], [1, 1, -1], [1, -1, 1], [-1, 1, 1]],
+    dtype=np.float64,
+)
+_DIRECTIONS /= np.linalg.norm(_DIRECTIONS, axis=1, keepdims=True)
+# The part's extent is this quantile of the whole-part extents, not their maximum: now and then a
+# region that holds two parts, or a part and a fragment of another, counts as one.
+_EXTENT_QUANTILE = 0.9
+_MIN_WHOLE_PARTS = 8
+# Rejoined pieces may span this much more than the measured extent.
+_EXTENT_SLACK = 1.1
 
 
 def _neighbour_pairs(shape: tuple[int, int], dv: int, du: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
@@ -88,27 +107,114 @@ def _region_steps(depth_m: np.ndarray, inside: np.ndarray, regions: np.ndarray) 
     return pairs[order][first], steps[order][first]
 
 
+def _root(parent: np.ndarray, r: int) -> int:
+    """The representative of ``r`` in a union-find forest, halving the path on the way."""
+    while parent[r] != r:
+        parent[r] = parent[parent[r]]
+        r = parent[r]
+    return r
+
+
 def _absorb_fragments(depth_m: np.ndarray, inside: np.ndarray, regions: np.ndarray, min_points: float) -> np.ndarray:
     """Regions relabelled so that every fragment smaller than ``min_points`` has joined a neighbour, where it has one."""
     pairs, steps = _region_steps(depth_m, inside, regions)
     parent = np.arange(regions.max() + 1)
     size = np.bincount(regions).astype(np.int64)
-
-    def root(r: int) -> int:
-        while parent[r] != r:
-            parent[r] = parent[parent[r]]
-            r = parent[r]
-        return r
-
     # Smallest steps first, so a fragment joins the surface it continues best.
     for first, second in pairs[np.argsort(steps, kind="stable")]:
-        x, y = root(first), root(second)
+        x, y = _root(parent, first), _root(parent, second)
         if x != y and min(size[x], size[y]) < min_points:
             big, small = (x, y) if size[x] >= size[y] else (y, x)
             parent[small] = big
             size[big] += size[small]
-    roots = np.array([root(r) for r in range(len(parent))])
+    roots = np.array([_root(parent, r) for r in range(len(parent))])
     return np.unique(roots[regions], return_inverse=True)[1]
+
+
+def _projection_bounds(points: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each region's lowest and highest projection on the extent directions, (R, 13) each."""
+    count = regions.max() + 1
+    projections = points.astype(np.float64) @ _DIRECTIONS.T
+    low = np.full((count, len(_DIRECTIONS)), np.inf)
+    high = np.full((count, len(_DIRECTIONS)), -np.inf)
+    np.minimum.at(low, regions, projections)
+    np.maximum.at(high, regions, projections)
+    return low, high
+
+
+def _occlusions(depth_m: np.ndarray, inside: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """Every pair of regions that touch in the image as (behind, in front), (k, 2): by the median depth step across their boundary."""
+    image = np.full(depth_m.shape, -1, dtype=np.int64)
+    image[inside] = regions
+    firsts, seconds, steps = [], [], []
+    for dv, du in _OFFSETS:
+        a, b = _neighbour_pairs(depth_m.shape, dv, du)
+        across = (image[a] >= 0) & (image[b] >= 0) & (image[a] != image[b])
+        x, y = image[a][across], image[b][across]
+        step_m = depth_m[a][across] - depth_m[b][across]
+        # Ordered (smaller id, larger id), the step as depth(first) - depth(second).
+        firsts.append(np.minimum(x, y))
+        seconds.append(np.maximum(x, y))
+        steps.append(np.where(x < y, step_m, -step_m))
+    first, second, step_m = np.concatenate(firsts), np.concatenate(seconds), np.concatenate(steps)
+    if len(first) == 0:
+        return np.empty((0, 2), dtype=np.int64)
+    key = first * (regions.max() + 1) + second
+    order = np.argsort(key, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(key[order]) != 0])
+    median_m = np.array([np.median(group) for group in np.split(step_m[order], starts[1:])])
+    first, second = first[order][starts], second[order][starts]
+    deeper_first = median_m > 0
+    return np.stack([np.where(deeper_first, first, second), np.where(deeper_first, second, first)], axis=1)
+
+
+def _bridge_occluded(points: np.ndarray, regions: np.ndarray, occlusions: np.ndarray, instances: int, part_extent: float) -> np.ndarray:
+    """Regions relabelled so that pieces of one part cut apart by an occluder are one (step 2 of the module's recipe)."""
+    touching = {(min(x, y), max(x, y)) for x, y in occlusions.tolist()}
+    pairs = set()
+    for front in np.unique(occlusions[:, 1]):
+        hidden = np.unique(occlusions[occlusions[:, 1] == front, 0]).tolist()
+        pairs.update((x, y) for i, x in enumerate(hidden) for y in hidden[i + 1 :] if (x, y) not in touching)
+    if not pairs:
+        return regions
+    low, high = _projection_bounds(points, regions)
+
+    def union_extent(x: int, y: int) -> float:
+        return float((np.maximum(high[x], high[y]) - np.minimum(low[x], low[y])).max())
+
+    parent = np.arange(len(low))
+    remaining = len(low)
+    # The most compact unions first: the two ends of one occluded part before pieces of two parts.
+    for x, y in sorted(pairs, key=lambda pair: union_extent(*pair)):
+        if remaining <= instances:
+            break
+        x, y = _root(parent, x), _root(parent, y)
+        if x == y or union_extent(x, y) > _EXTENT_SLACK * part_extent:
+            continue
+        parent[y] = x
+        low[x], high[x] = np.minimum(low[x], low[y]), np.maximum(high[x], high[y])
+        remaining -= 1
+    roots = np.array([_root(parent, r) for r in range(len(parent))])
+    return np.unique(roots[regions], return_inverse=True)[1]
+
+
+def whole_part_extents(
+    depth_m: np.ndarray,
+    inside: np.ndarray,
+    points: np.ndarray,
+    fx_px: float,
+    instances: int,
+    jump_px: float = 1.5,
+    fragment_fraction: float = 0.25,
+) -> np.ndarray:
+    """The extents (units of ``points``) of a frame's regions if, after fragments join, they number exactly
+    ``instances``, each then most likely one whole visible part; otherwise none."""
+    min_points = fragment_fraction * len(points) / instances
+    regions = _absorb_fragments(depth_m, inside, depth_regions(depth_m, inside, fx_px, jump_px), min_points)
+    if regions.max() + 1 != instances:
+        return np.empty(0)
+    low, high = _projection_bounds(points, regions)
+    return (high - low).max(axis=1)
 
 
 def _largest_to_labels(points: np.ndarray, regions: np.ndarray, instances: int) -> np.ndarray:
@@ -139,6 +245,12 @@ def _split_in_two(
     return KMeans(n_clusters=2, n_init=3, random_state=seed).fit_predict(points)
 
 
+def part_extent(extents: np.ndarray) -> float | None:
+    """The part's extent from :func:`whole_part_extents` of many frames; None from fewer than 8 whole parts."""
+    extents = np.asarray(extents, dtype=np.float64)
+    return float(np.quantile(extents, _EXTENT_QUANTILE)) if len(extents) >= _MIN_WHOLE_PARTS else None
+
+
 def seed_labels(
     depth_m: np.ndarray,
     inside: np.ndarray,
@@ -148,12 +260,19 @@ def seed_labels(
     jump_px: float = 1.5,
     fragment_fraction: float = 0.25,
     seed: int = 0,
+    part_extent: float | None = None,
 ) -> np.ndarray:
-    """Labels 1..N for the ``inside`` pixels' points (n, 3), in row-major pixel order."""
+    """Labels 1..N for the ``inside`` pixels' points (n, 3), in row-major pixel order.
+
+    ``part_extent``, in the units of ``points``, lets occluded pieces rejoin (step 2); see
+    :func:`whole_part_extents` for measuring it.
+    """
     if len(points) < instances:
         raise ValueError(f"{len(points)} points cannot hold {instances} instances")
     min_points = fragment_fraction * len(points) / instances
     regions = _absorb_fragments(depth_m, inside, depth_regions(depth_m, inside, fx_px, jump_px), min_points)
+    if part_extent is not None and regions.max() + 1 > instances:
+        regions = _bridge_occluded(points, regions, _occlusions(depth_m, inside, regions), instances, part_extent)
     labels = _largest_to_labels(points, regions, instances)
     pixels = np.flatnonzero(inside)
     # Fewer regions than instances: touching parts merged; split the one that spans the most.
