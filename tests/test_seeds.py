@@ -53,6 +53,15 @@ def test_fragments_join_their_part_and_do_not_count_as_instances():
     assert labels[16, 11] == labels[6, 3] != labels[6, 40]
 
 
+def test_a_part_almost_hidden_is_its_sliver_not_half_of_the_part_in_front():
+    depth = np.full((40, 60), np.nan)
+    depth[5:35, 5:55] = 0.290  # a part in front
+    depth[5:35, 55:58] = 0.300  # the sliver left of one behind it, 15 mm deeper: a fragment, too small to be a seed
+    labels = _seeds(depth, 2)
+    assert len(np.unique(labels[5:35, 5:55])) == 1
+    assert len(np.unique(labels[5:35, 55:58])) == 1 and labels[20, 56] != labels[20, 30]
+
+
 def test_an_occluded_part_cut_in_two_rejoins_when_it_fits_the_parts_extent():
     # 1.5 mm a pixel at 0.3 m. Bar A, 104 mm long, lies under bar B, 10 mm nearer, which cuts it in two.
     depth = np.full((80, 80), np.nan)

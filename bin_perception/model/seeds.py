@@ -18,9 +18,11 @@ steep face seen at a grazing angle). Then:
    exactly N (:func:`whole_part_extents`), where each region is most likely
    one whole visible part.
 3. The N largest regions are the seeds; the rest (islands) join the nearest.
-4. While fewer than N remain (parts touching at the same depth), the seed of
-   the largest extent is split where the depth steps are sharpest: its
-   regions at ever smaller jumps, K-means when none splits it.
+4. While fewer than N remain (parts touching at the same depth, or a part
+   almost hidden), the seed of the largest extent is split where the depth
+   steps are sharpest: its two largest regions at ever smaller jumps when
+   both are big; else the second largest of its regions (a sliver that the
+   fragments' step had joined to it); K-means only when it is one region.
 
 On simulated bins of the six shipped parts, each step adds to the pairwise F1
 of the seeds alone (README, "Perception model"). The learned model then
@@ -233,7 +235,8 @@ def _largest_to_labels(points: np.ndarray, regions: np.ndarray, instances: int) 
 def _split_in_two(
     depth_m: np.ndarray, pixels: np.ndarray, points: np.ndarray, fx_px: float, jump_px: float, min_points: float, seed: int
 ) -> np.ndarray:
-    """0/1 halves of one seed: its two largest regions at the first smaller jump that gives two big enough, else K-means."""
+    """0/1 halves of one seed: its two largest regions at the first smaller jump that gives two big enough;
+    else its second largest region at ``jump_px``; else K-means."""
     member = np.zeros(depth_m.size, dtype=bool)
     member[pixels] = True
     member = member.reshape(depth_m.shape)
@@ -242,6 +245,12 @@ def _split_in_two(
         sizes = np.bincount(regions)
         if len(sizes) > 1 and np.sort(sizes)[-2] >= min_points:
             return _largest_to_labels(points, regions, 2) - 1
+    # No two big regions: most likely one part and a sliver of another that it nearly hides. Halving
+    # the part would cut a whole part in two; the sliver, if wrong, costs a few points.
+    regions = depth_regions(depth_m, member, fx_px, jump_px)
+    sizes = np.bincount(regions)
+    if len(sizes) > 1:
+        return (regions == np.argsort(-sizes, kind="stable")[1]).astype(np.int64)
     return KMeans(n_clusters=2, n_init=3, random_state=seed).fit_predict(points)
 
 
