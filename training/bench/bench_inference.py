@@ -4,8 +4,8 @@ and the clustering baselines on the same frames.
 Two forwards are timed: the model's own network on this frame's input (for the seeded method, N crops at
 the configured size) and a ResNet-18 on one 224 x 224 image, the thesis's network and input. Ours is
 split into the observation (back-projection and seeds), the network (timed again after it, so warm), and
-the rest: rendering, HPR over the scene and label transfer where the config transfers labels, and
-whatever the network costs inside the pipeline beyond its warm time (presumably its threads waking).
+the rest: rendering, HPR over the scene and label transfer where the config transfers labels, and the
+poses and label image.
 
     python -m training.bench.bench_inference --bag BAG --checkpoint RUN/checkpoint.pt [--frames 40]
 """
