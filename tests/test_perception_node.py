@@ -160,6 +160,22 @@ BAD_FRAMES_PUBLISHER = textwrap.dedent(
 )
 
 
+def test_the_camera_can_simulate_its_bins_first_and_cycle_them(ros):
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    camera = start(ros, "sim_camera_node", "-p", "part:=pin", "-p", "instances:=2", "-p", "rate_hz:=10.0", "-p", "frames_per_bin:=1", "-p", "bins:=2")
+    client = rclpy.create_node("client")
+    labels = []
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    client.create_subscription(Image, "/gt/labels", lambda m: labels.append(bytes(m.data)), reliable)
+    assert spin_until(client, lambda: len(labels) >= 6, 60.0), camera.stdout.read() if camera.poll() is not None else "no frames"
+    client.destroy_node()
+    # Two bins, one frame each: they alternate.
+    assert len(set(labels)) == 2
+    assert all(a != b for a, b in zip(labels, labels[1:]))
+
+
 def test_bad_frames_are_dropped_counted_and_the_node_stays_alive(ros, checkpoint, tmp_path):
     node = start(ros, "perception_node", "-p", f"checkpoint:={checkpoint}")
     bag = checkpoint.parents[1] / "bolt_n3.mcap"

@@ -86,12 +86,13 @@ def stop_process(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def start_camera(out: Path, part: str, instances: int, rate_hz: float) -> subprocess.Popen:
-    """sim_camera_node on bins the demo's model never trained on, a fresh bin every 3 frames."""
+def start_camera(out: Path, part: str, instances: int, rate_hz: float, bins: int = 0) -> subprocess.Popen:
+    """sim_camera_node on bins the demo's model never trained on, a fresh bin every 3 frames; with ``bins``,
+    that many simulated before the first frame and cycled (see sim_camera_node)."""
     return start_process(
         "sim_camera_node",
         *("-p", f"part:={part}", "-p", f"instances:={instances}", "-p", f"seed:={CAMERA_SEED}"),
-        *("-p", f"rate_hz:={rate_hz}", "-p", "frames_per_bin:=3"),
+        *("-p", f"rate_hz:={rate_hz}", "-p", "frames_per_bin:=3", "-p", f"bins:={bins}"),
         log=out / "sim_camera_node.log",
     )
 
@@ -125,7 +126,8 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = checkpoint or demo_checkpoint(part, instances, train_scenes, train_minutes)
     perception, _, _ = load_checkpoint(checkpoint)  # fails here, with its reason, before any process starts
-    camera = start_camera(out, part, instances, rate_hz)
+    # Bins simulated up front: physics beside the node would measure the simulator, not the node.
+    camera = start_camera(out, part, instances, rate_hz, bins=frames // 3 + 1)
     node = start_process(
         "perception_node",
         *("-p", f"checkpoint:={checkpoint}", "-p", f"instances:={instances}"),

@@ -13,14 +13,21 @@ Parameters:
     seed (int, 0): bin k is the simulator's scene [seed, k], the same as in a simulated bag
     rate_hz (double, 10.0): frames per second
     frames_per_bin (int, 10): frames of each bin before a fresh one is dropped
+    bins (int, 0): simulate this many bins before the first frame and publish them in a cycle, so
+        that no physics runs beside the nodes being measured; 0 simulates each next bin while the
+        current one is published
     config (string, ""): a YAML config of the library's schema (camera, noise, scene)
     max_frames (int, 0): stop after this many frames; 0 runs until shut down
 
 The next bin is simulated in the background while the current one is published, so the rate
-holds as long as one bin simulates faster than ``frames_per_bin / rate_hz``.
+holds as long as one bin simulates faster than ``frames_per_bin / rate_hz``. That simulation takes
+a core: on a small machine it slows whatever runs beside the camera (the demo's perception node
+stalled for up to half a second at every few bins on 2 cores), which ``bins`` avoids.
 """
 
 from __future__ import annotations
+
+import time
 
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -58,6 +65,7 @@ class SimCameraNode(Node):
         self._frames_per_bin = self.declare_parameter("frames_per_bin", 10, _int_range(1, 1_000_000)).value
         config_path = self.declare_parameter("config", "").value
         self._max_frames = self.declare_parameter("max_frames", 0, _int_range(0, 2**31 - 1)).value
+        cycled_bins = self.declare_parameter("bins", 0, _int_range(0, 100_000)).value
         try:
             config = load_config(config_path or None)
             part = load_part(part_name)
@@ -78,8 +86,15 @@ class SimCameraNode(Node):
 
         self._frames_sent = 0
         self._bin_index = 0
-        self._bin: Frame = self._simulate(0)
-        self._next_bin: Future = self._pool.submit(self._simulate, 1)
+        self._cycle: list[Frame] = []
+        if cycled_bins:
+            start_s = time.monotonic()
+            self._cycle = [self._simulate(index) for index in range(cycled_bins)]
+            self.get_logger().info(f"simulated {cycled_bins} bins in {time.monotonic() - start_s:.1f} s; publishing them in a cycle")
+            self._bin = self._cycle[0]
+        else:
+            self._bin = self._simulate(0)
+            self._next_bin: Future = self._pool.submit(self._simulate, 1)
         self.create_timer(1.0 / rate_hz, self._tick)
         self.get_logger().info(
             f"publishing bins of {instances} x {part_name} at {rate_hz:g} Hz on {self.resolve_topic_name('depth/image')}"
@@ -92,11 +107,14 @@ class SimCameraNode(Node):
         if self._max_frames and self._frames_sent >= self._max_frames:
             return
         if self._frames_sent and self._frames_sent % self._frames_per_bin == 0:
-            if not self._next_bin.done():
-                self.diagnostics.count("late_bins")  # the rate outran the simulator; this tick waits
-            self._bin = self._next_bin.result()
             self._bin_index += 1
-            self._next_bin = self._pool.submit(self._simulate, self._bin_index + 1)
+            if self._cycle:
+                self._bin = self._cycle[self._bin_index % len(self._cycle)]
+            else:
+                if not self._next_bin.done():
+                    self.diagnostics.count("late_bins")  # the rate outran the simulator; this tick waits
+                self._bin = self._next_bin.result()
+                self._next_bin = self._pool.submit(self._simulate, self._bin_index + 1)
         self._publish(self._bin)
         self._frames_sent += 1
         self.diagnostics.done()
