@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
     checkpoint = Path(args.checkpoint) if args.checkpoint else demo_checkpoint(args.part, args.instances, 300, 3.0)
     perception, _, _ = load_checkpoint(checkpoint)
     logs = Path(tempfile.mkdtemp(prefix="bench_node."))
-    camera_args = ("-p", f"part:={args.part}", "-p", f"instances:={args.instances}", "-p", "seed:=4242")
+    # Bins simulated before the first frame and cycled: physics beside the node would stall it (sim_camera_node).
+    camera_args = ("-p", f"part:={args.part}", "-p", f"instances:={args.instances}", "-p", "seed:=4242", "-p", "bins:=40")
 
     rclpy.init()
     node = start_process("perception_node", "-p", f"checkpoint:={checkpoint}", "-p", f"instances:={args.instances}", log=logs / "node.log")
