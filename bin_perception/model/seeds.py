@@ -90,17 +90,26 @@ def depth_regions(depth_m: np.ndarray, inside: np.ndarray, fx_px: float, jump_px
     return connected_components(graph, directed=False)[1]
 
 
-def _region_steps(depth_m: np.ndarray, inside: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs of regions that touch in the image, (k, 2), and the smallest depth step between them, (k,)."""
+def _boundary(depth_m: np.ndarray, inside: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of neighbouring pixels in different regions: their regions (k, 2), smaller id first,
+    and the depth step (k,) as depth(first's pixel) - depth(second's)."""
     image = np.full(depth_m.shape, -1, dtype=np.int64)
     image[inside] = regions
     pairs, steps = [], []
     for dv, du in _OFFSETS:
         a, b = _neighbour_pairs(depth_m.shape, dv, du)
         across = (image[a] >= 0) & (image[b] >= 0) & (image[a] != image[b])
-        pairs.append(np.sort(np.stack([image[a][across], image[b][across]], axis=1), axis=1))
-        steps.append(np.abs(depth_m[a][across] - depth_m[b][across]))
-    pairs, steps = np.concatenate(pairs), np.concatenate(steps)
+        x, y = image[a][across], image[b][across]
+        step_m = depth_m[a][across] - depth_m[b][across]
+        pairs.append(np.stack([np.minimum(x, y), np.maximum(x, y)], axis=1))
+        steps.append(np.where(x < y, step_m, -step_m))
+    return np.concatenate(pairs), np.concatenate(steps)
+
+
+def _region_steps(depth_m: np.ndarray, inside: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of regions that touch in the image, (k, 2), and the smallest depth step between them, (k,)."""
+    pairs, steps = _boundary(depth_m, inside, regions)
+    steps = np.abs(steps)
     if len(pairs) == 0:
         return pairs, steps
     key = pairs[:, 0] * (regions.max() + 1) + pairs[:, 1]
@@ -133,6 +142,11 @@ def _absorb_fragments(depth_m: np.ndarray, inside: np.ndarray, regions: np.ndarr
     return np.unique(roots[regions], return_inverse=True)[1]
 
 
+def _joined_regions(depth_m: np.ndarray, inside: np.ndarray, fx_px: float, jump_px: float, min_points: float) -> np.ndarray:
+    """Step 1 of the module's recipe: the depth regions, fragments joined to a neighbour."""
+    return _absorb_fragments(depth_m, inside, depth_regions(depth_m, inside, fx_px, jump_px), min_points)
+
+
 def _projection_bounds(points: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each region's lowest and highest projection on the extent directions, (R, 13) each."""
     count = regions.max() + 1
@@ -146,26 +160,14 @@ def _projection_bounds(points: np.ndarray, regions: np.ndarray) -> tuple[np.ndar
 
 def _occlusions(depth_m: np.ndarray, inside: np.ndarray, regions: np.ndarray) -> np.ndarray:
     """Every pair of regions that touch in the image as (behind, in front), (k, 2): by the median depth step across their boundary."""
-    image = np.full(depth_m.shape, -1, dtype=np.int64)
-    image[inside] = regions
-    firsts, seconds, steps = [], [], []
-    for dv, du in _OFFSETS:
-        a, b = _neighbour_pairs(depth_m.shape, dv, du)
-        across = (image[a] >= 0) & (image[b] >= 0) & (image[a] != image[b])
-        x, y = image[a][across], image[b][across]
-        step_m = depth_m[a][across] - depth_m[b][across]
-        # Ordered (smaller id, larger id), the step as depth(first) - depth(second).
-        firsts.append(np.minimum(x, y))
-        seconds.append(np.maximum(x, y))
-        steps.append(np.where(x < y, step_m, -step_m))
-    first, second, step_m = np.concatenate(firsts), np.concatenate(seconds), np.concatenate(steps)
-    if len(first) == 0:
+    pairs, step_m = _boundary(depth_m, inside, regions)
+    if len(pairs) == 0:
         return np.empty((0, 2), dtype=np.int64)
-    key = first * (regions.max() + 1) + second
+    key = pairs[:, 0] * (regions.max() + 1) + pairs[:, 1]
     order = np.argsort(key, kind="stable")
     starts = np.flatnonzero(np.r_[True, np.diff(key[order]) != 0])
     median_m = np.array([np.median(group) for group in np.split(step_m[order], starts[1:])])
-    first, second = first[order][starts], second[order][starts]
+    first, second = pairs[order][starts].T
     deeper_first = median_m > 0
     return np.stack([np.where(deeper_first, first, second), np.where(deeper_first, second, first)], axis=1)
 
@@ -211,8 +213,7 @@ def whole_part_extents(
 ) -> np.ndarray:
     """The extents (units of ``points``) of a frame's regions if, after fragments join, they number exactly
     ``instances``, each then most likely one whole visible part; otherwise none."""
-    min_points = fragment_fraction * len(points) / instances
-    regions = _absorb_fragments(depth_m, inside, depth_regions(depth_m, inside, fx_px, jump_px), min_points)
+    regions = _joined_regions(depth_m, inside, fx_px, jump_px, fragment_fraction * len(points) / instances)
     if regions.max() + 1 != instances:
         return np.empty(0)
     low, high = _projection_bounds(points, regions)
@@ -279,7 +280,7 @@ def seed_labels(
     if len(points) < instances:
         raise ValueError(f"{len(points)} points cannot hold {instances} instances")
     min_points = fragment_fraction * len(points) / instances
-    regions = _absorb_fragments(depth_m, inside, depth_regions(depth_m, inside, fx_px, jump_px), min_points)
+    regions = _joined_regions(depth_m, inside, fx_px, jump_px, min_points)
     if part_extent is not None and regions.max() + 1 > instances:
         regions = _bridge_occluded(points, regions, _occlusions(depth_m, inside, regions), instances, part_extent)
     labels = _largest_to_labels(points, regions, instances)
