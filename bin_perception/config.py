@@ -127,6 +127,9 @@ class ModelConfig:
     gamma_step: float = 0.002  # growth of the softmin's gamma per iteration
     hpr_exponent: float | None = 2.9  # R = max|p| 10^exponent; null renders every point
     observed_points: int = 1024  # the observed cloud is subsampled to this many points
+    # The loss: null is Eq. 4.1 (the max of the two directional means); a fraction is our trimmed chamfer,
+    # their sum with the predicted-to-observed mean over that nearest fraction (model/chamfer.py).
+    chamfer_keep: float | None = None
 
     def __post_init__(self) -> None:
         _require(self.method in METHODS, f"method {self.method!r}: expected one of {', '.join(METHODS)}")
@@ -142,6 +145,7 @@ class ModelConfig:
         _require(self.rotation_channels in (1, 2), "rotation_channels is 1 or 2")
         _require(self.channel_loss in ("softmin", "min"), "channel_loss is softmin or min")
         _require(self.observed_points >= 16, "observed_points must be at least 16")
+        _require(self.chamfer_keep is None or 0 < self.chamfer_keep <= 1, "chamfer_keep must be null or in (0, 1]")
 
 
 @dataclass

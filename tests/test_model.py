@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import open3d as o3d
 import pytest
@@ -8,7 +10,7 @@ from bin_perception.config import Config, ModelConfig
 from bin_perception.frame import Frame
 from bin_perception.geometry import backproject, in_workspace, transform_points
 from bin_perception.model import BinPerception, CheckpointError, load_checkpoint, save_checkpoint
-from bin_perception.model.chamfer import _nearest_chunked, chamfer_distance
+from bin_perception.model.chamfer import _nearest_chunked, chamfer_distance, trimmed_chamfer_distance
 from bin_perception.model.hpr import HPR_EXPONENTS, flip_radius, visible_mask, visible_points
 from bin_perception.model.observation import Normalization
 from bin_perception.model.rotations import PARAMS_PER_ROTATION, matrix_to_params, params_to_matrix
@@ -95,6 +97,42 @@ def test_chamfer_matches_brute_force_in_value_and_gradient(use_mask):
     tree = _nearest_kdtree(observed, predicted, mask if use_mask else None)
     torch.testing.assert_close(chunked[0], tree[0])
     torch.testing.assert_close(chunked[1][mask], tree[1][mask])
+
+
+@pytest.mark.parametrize("keep", [1.0, 0.8, 0.3])
+def test_trimmed_chamfer_matches_brute_force_in_value_and_gradient(keep):
+    generator = torch.Generator().manual_seed(1)
+    observed = torch.randn(2, 150, 3, generator=generator, dtype=torch.float64, requires_grad=True)
+    predicted = torch.randn(2, 120, 3, generator=generator, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(2, 120, generator=generator) > 0.3
+
+    def brute(a, b):
+        out = []
+        for i in range(len(a)):
+            d = torch.cdist(a[i], b[i][mask[i]])
+            to_observed = d.min(0).values
+            nearest = to_observed.sort().values[: math.ceil(keep * len(to_observed))]
+            out.append(d.min(1).values.mean() + nearest.mean())
+        return torch.stack(out)
+
+    ours = trimmed_chamfer_distance(observed, predicted, mask, keep)
+    torch.testing.assert_close(ours, brute(observed, predicted))
+    grads = torch.autograd.grad(ours.sum(), (observed, predicted))
+    for g, r in zip(grads, torch.autograd.grad(brute(observed, predicted).sum(), (observed, predicted))):
+        torch.testing.assert_close(g, r)
+    with pytest.raises(ValueError, match="keep 0"):
+        trimmed_chamfer_distance(observed, predicted, mask, 0.0)
+
+
+def test_trimmed_chamfer_ignores_model_surface_that_the_view_hides():
+    # A face seen whole, and the same model where a fifth of the rendered face has no observation
+    # (another part hides it): Eq. 4.1 counts that fifth, the trimmed loss keeping 0.8 does not.
+    u, v = torch.meshgrid(torch.linspace(0, 1, 20, dtype=torch.float64), torch.linspace(0, 1, 20, dtype=torch.float64), indexing="ij")
+    face = torch.stack([u.ravel(), v.ravel(), torch.zeros(400, dtype=torch.float64)], dim=1)[None]
+    seen = face[:, face[0, :, 0] < 0.79]
+    assert trimmed_chamfer_distance(seen, face, keep=0.8).item() < 1e-12
+    # Eq. 4.1: the hidden rows, 1 to 4 spacings (1/19) from the seen ones, over all 20 rows.
+    assert chamfer_distance(seen, face).item() == pytest.approx((1 + 2 + 3 + 4) / 19 / 20)
 
 
 @pytest.mark.parametrize("representation", list(PARAMS_PER_ROTATION))
