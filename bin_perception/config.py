@@ -116,6 +116,9 @@ class ModelConfig:
     method: str = "seeded"  # ours; "thesis" is Wu (2019) exactly
     seed_jump_px: float = 1.5  # seeded: a depth jump of this many pixel footprints separates seeds
     seed_fragment_fraction: float = 0.25  # seeded: regions below this fraction of an N-th of the points join a neighbour
+    # seeded: each crop is turned about the optical axis so that its seed's long axis runs along the image
+    # rows, and the network's pose is turned back; false keeps the crops as the camera sees them.
+    align_crops: bool = False
     segmentation: str = "transfer"  # transfer: labels from the rendered model (thesis); seeds: the seeds' (seeded only)
     input_size_px: int = 224  # the depth image is resized to this square before the network
     stem: str = "depth3"  # depth3: the depth replicated to 3 channels (thesis); depth1: a 1-channel first conv
@@ -127,9 +130,6 @@ class ModelConfig:
     gamma_step: float = 0.002  # growth of the softmin's gamma per iteration
     hpr_exponent: float | None = 2.9  # R = max|p| 10^exponent; null renders every point
     observed_points: int = 1024  # the observed cloud is subsampled to this many points
-    # The loss: null is Eq. 4.1 (the max of the two directional means); a fraction is our trimmed chamfer,
-    # their sum with the predicted-to-observed mean over that nearest fraction (model/chamfer.py).
-    chamfer_keep: float | None = None
 
     def __post_init__(self) -> None:
         _require(self.method in METHODS, f"method {self.method!r}: expected one of {', '.join(METHODS)}")
@@ -145,7 +145,6 @@ class ModelConfig:
         _require(self.rotation_channels in (1, 2), "rotation_channels is 1 or 2")
         _require(self.channel_loss in ("softmin", "min"), "channel_loss is softmin or min")
         _require(self.observed_points >= 16, "observed_points must be at least 16")
-        _require(self.chamfer_keep is None or 0 < self.chamfer_keep <= 1, "chamfer_keep must be null or in (0, 1]")
 
 
 @dataclass

@@ -36,7 +36,8 @@ def test_the_exported_network_gives_the_checkpoints_poses(method, nut_bag, tmp_p
         poses = perception.predict(frame, observation).poses
         with torch.no_grad():
             if method == "seeded":
-                rotations, translations = network(torch.from_numpy(observation.crops)[:, None], torch.from_numpy(observation.centres))
+                inputs = observation.crops[:, None], observation.centres, observation.angles
+                rotations, translations = network(*map(torch.from_numpy, inputs))
             else:
                 rotations, translations = (t[0] for t in network(torch.from_numpy(observation.image)[None, None]))
         np.testing.assert_allclose(rotations.numpy(), poses[:, :3, :3], atol=1e-5)

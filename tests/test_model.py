@@ -1,5 +1,3 @@
-import math
-
 import numpy as np
 import open3d as o3d
 import pytest
@@ -10,10 +8,10 @@ from bin_perception.config import Config, ModelConfig
 from bin_perception.frame import Frame
 from bin_perception.geometry import backproject, in_workspace, transform_points
 from bin_perception.model import BinPerception, CheckpointError, load_checkpoint, save_checkpoint
-from bin_perception.model.chamfer import _nearest_chunked, chamfer_distance, trimmed_chamfer_distance
+from bin_perception.model.chamfer import _nearest_chunked, chamfer_distance
 from bin_perception.model.hpr import HPR_EXPONENTS, flip_radius, visible_mask, visible_points
 from bin_perception.model.observation import Normalization
-from bin_perception.model.rotations import PARAMS_PER_ROTATION, matrix_to_params, params_to_matrix
+from bin_perception.model.rotations import PARAMS_PER_ROTATION, about_optical_axis, matrix_to_params, params_to_matrix
 from bin_perception.model.segment import transfer_labels
 from bin_perception.sim.parts import load_part
 from bin_perception.sim.scene import BinSimulator
@@ -97,42 +95,6 @@ def test_chamfer_matches_brute_force_in_value_and_gradient(use_mask):
     tree = _nearest_kdtree(observed, predicted, mask if use_mask else None)
     torch.testing.assert_close(chunked[0], tree[0])
     torch.testing.assert_close(chunked[1][mask], tree[1][mask])
-
-
-@pytest.mark.parametrize("keep", [1.0, 0.8, 0.3])
-def test_trimmed_chamfer_matches_brute_force_in_value_and_gradient(keep):
-    generator = torch.Generator().manual_seed(1)
-    observed = torch.randn(2, 150, 3, generator=generator, dtype=torch.float64, requires_grad=True)
-    predicted = torch.randn(2, 120, 3, generator=generator, dtype=torch.float64, requires_grad=True)
-    mask = torch.rand(2, 120, generator=generator) > 0.3
-
-    def brute(a, b):
-        out = []
-        for i in range(len(a)):
-            d = torch.cdist(a[i], b[i][mask[i]])
-            to_observed = d.min(0).values
-            nearest = to_observed.sort().values[: math.ceil(keep * len(to_observed))]
-            out.append(d.min(1).values.mean() + nearest.mean())
-        return torch.stack(out)
-
-    ours = trimmed_chamfer_distance(observed, predicted, mask, keep)
-    torch.testing.assert_close(ours, brute(observed, predicted))
-    grads = torch.autograd.grad(ours.sum(), (observed, predicted))
-    for g, r in zip(grads, torch.autograd.grad(brute(observed, predicted).sum(), (observed, predicted))):
-        torch.testing.assert_close(g, r)
-    with pytest.raises(ValueError, match="keep 0"):
-        trimmed_chamfer_distance(observed, predicted, mask, 0.0)
-
-
-def test_trimmed_chamfer_ignores_model_surface_that_the_view_hides():
-    # A face seen whole, and the same model where a fifth of the rendered face has no observation
-    # (another part hides it): Eq. 4.1 counts that fifth, the trimmed loss keeping 0.8 does not.
-    u, v = torch.meshgrid(torch.linspace(0, 1, 20, dtype=torch.float64), torch.linspace(0, 1, 20, dtype=torch.float64), indexing="ij")
-    face = torch.stack([u.ravel(), v.ravel(), torch.zeros(400, dtype=torch.float64)], dim=1)[None]
-    seen = face[:, face[0, :, 0] < 0.79]
-    assert trimmed_chamfer_distance(seen, face, keep=0.8).item() < 1e-12
-    # Eq. 4.1: the hidden rows, 1 to 4 spacings (1/19) from the seen ones, over all 20 rows.
-    assert chamfer_distance(seen, face).item() == pytest.approx((1 + 2 + 3 + 4) / 19 / 20)
 
 
 @pytest.mark.parametrize("representation", list(PARAMS_PER_ROTATION))
@@ -221,3 +183,30 @@ def test_segmentation_from_the_seeds_renders_nothing_unless_asked(nut_scene):
     np.testing.assert_array_equal(rendered.labels, prediction.labels)
     with pytest.raises(ValueError, match="segmentation seeds needs method seeded"):
         ModelConfig(method="thesis", segmentation="seeds")
+
+
+def _bar_frame(quarter_turns: int) -> Frame:
+    # A 40 x 12 px bar with a knob at one end, 5 mm above a floor, in a square image whose principal point
+    # is its centre: turning the image by quarter turns turns the scene about the optical axis.
+    depth_m = np.full((96, 96), 0.30, dtype=np.float32)
+    depth_m[40:52, 20:60] = 0.295
+    depth_m[36:56, 56:62] = 0.294
+    K = np.array([[300.0, 0, 47.5], [0, 300.0, 47.5], [0, 0, 1]])
+    return Frame(np.ascontiguousarray(np.rot90(depth_m, quarter_turns)), K, 1, "cam")
+
+
+@pytest.mark.parametrize("align", [True, False])
+def test_aligned_crops_make_the_pose_turn_with_the_part(align):
+    workspace = np.array([[-0.05, -0.05, 0.25], [0.05, 0.05, 0.298]])
+    config = ModelConfig(method="seeded", align_crops=align, input_size_px=32, model_points=64, observed_points=64)
+    perception = BinPerception(1, workspace, config, seed=3).eval()
+    with torch.no_grad():
+        first, turned = (perception([perception.observe(_bar_frame(k))])[0][0, 0] for k in (0, 1))
+    # np.rot90 moves pixel (u, v) to (v, 95 - u): a turn by -90 degrees from +u towards +v.
+    expected = about_optical_axis(torch.tensor(-np.pi / 2)) @ first
+    angle_deg = np.degrees(np.arccos(np.clip((torch.trace(expected.T @ turned).item() - 1) / 2, -1, 1)))
+    if align:
+        assert angle_deg < 1.0
+    else:  # the network alone has no reason to turn with the part
+        assert angle_deg > 5.0
+

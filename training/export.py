@@ -23,7 +23,7 @@ from torch import nn
 
 from bin_perception.io.atomic import replacing, write_text
 from bin_perception.model import BinPerception, load_checkpoint
-from bin_perception.model.network import PoseNet
+from bin_perception.model.network import PoseNet, seed_poses
 from bin_perception.model.observation import Normalization
 
 
@@ -44,12 +44,12 @@ class ScenePoses(_PosesInMetres):
 
 
 class SeedPoses(_PosesInMetres):
-    """The seeded network: one crop per seed (K, 1, S, S) and the seeds' centroids (K, 3) in model units
-    -> rotations (K, 3, 3), translations (K, 3) in metres."""
+    """The seeded network: one crop per seed (K, 1, S, S), the seeds' centroids (K, 3) in model units and the
+    crops' turns (K,) in radians -> rotations (K, 3, 3), translations (K, 3) in metres."""
 
-    def forward(self, crops: torch.Tensor, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        rotations, offsets = self.net(crops)
-        return rotations[:, 0], (offsets[:, 0] + centres) * self.scale_m + self.centre_m
+    def forward(self, crops: torch.Tensor, centres: torch.Tensor, angles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rotations, offsets = seed_poses(self.net, crops, angles)
+        return rotations, (offsets + centres) * self.scale_m + self.centre_m
 
 
 def pose_module(perception: BinPerception) -> nn.Module:
@@ -67,7 +67,8 @@ def example_inputs(perception: BinPerception, generator: torch.Generator) -> tup
     if not perception.seeded:
         return (torch.rand(1, 1, size, size, generator=generator),)
     crops = perception.instances
-    return torch.rand(crops, 1, size, size, generator=generator), torch.rand(crops, 3, generator=generator) - 0.5
+    angles = (torch.rand(crops, generator=generator) - 0.5) * 2 * torch.pi
+    return torch.rand(crops, 1, size, size, generator=generator), torch.rand(crops, 3, generator=generator) - 0.5, angles
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,8 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike) -> ExportR
     config = perception.config
     size, count = config.input_size_px, perception.instances
     inputs = (
-        f"crops ({count}, 1, {size}, {size}) float32 and centres ({count}, 3) float32 model units: "
-        "Observation.crops and Observation.centres of one frame"
+        f"crops ({count}, 1, {size}, {size}) float32, centres ({count}, 3) float32 model units and angles ({count},) "
+        "float32 radians: Observation.crops, Observation.centres and Observation.angles of one frame"
         if perception.seeded
         else f"images (1, 1, {size}, {size}) float32: Observation.image of one frame"
     )

@@ -135,7 +135,7 @@ def train_step(
         rotations, translations = rotations.reshape(-1, 1, 3, 3), translations.reshape(-1, 1, 3)
     loss = scene_loss(
         observed, perception.object_model(), rotations, translations, perception.normalization.camera,
-        config.hpr_exponent, config.rotation_channels, gamma, config.channel_loss, config.chamfer_keep,
+        config.hpr_exponent, config.rotation_channels, gamma, config.channel_loss,
     ).mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -1,10 +1,7 @@
-"""The chamfer distance of the thesis (Eq. 4.1), and our trimmed form, without a B x n x m tensor.
+"""The chamfer distance of the thesis (Eq. 4.1), without a B x n x m tensor.
 
 L(S, S~) = max(mean over x in S of min |x - x~|, mean over x~ in S~ of min |x~ - x|),
-with Euclidean (not squared) distances. The trimmed form (the seeded method's
-loss) adds the two means instead, and averages the predicted-to-observed
-distances over the nearest ``keep`` fraction only (see
-:func:`trimmed_chamfer_distance`). Nearest neighbours are found without
+with Euclidean (not squared) distances. Nearest neighbours are found without
 gradient: with KD-trees on the CPU, and on a GPU by brute force a chunk of
 rows at a time, keeping running minima for both directions. The distances are
 then recomputed from the matched pairs, which is where the gradient flows.
@@ -77,27 +74,6 @@ def _gather(points: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.gather(points, 1, index[..., None].expand(-1, -1, 3))
 
 
-def _distances(
-    observed: torch.Tensor, predicted: torch.Tensor, predicted_mask: torch.Tensor | None, chunk_rows: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each observed point's distance to its nearest predicted point (B, n), and the reverse (B, m)."""
-    if observed.ndim != 3 or predicted.ndim != 3 or observed.shape[-1] != 3 or predicted.shape[-1] != 3:
-        raise ValueError(f"chamfer: expected (B, n, 3) and (B, m, 3), got {tuple(observed.shape)} and {tuple(predicted.shape)}")
-    if predicted_mask is not None and not bool(predicted_mask.any(dim=1).all()):
-        raise ValueError("chamfer: a batch element has no predicted points")
-    obs_to_pred, pred_to_obs = nearest_neighbours(observed, predicted, predicted_mask, chunk_rows)
-    d_obs = (observed - _gather(predicted, obs_to_pred)).norm(dim=-1)
-    d_pred = (predicted - _gather(observed, pred_to_obs)).norm(dim=-1)
-    return d_obs, d_pred
-
-
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    if mask is None:
-        return values.mean(dim=1)
-    weights = mask.to(values.dtype)
-    return (values * weights).sum(dim=1) / weights.sum(dim=1)
-
-
 def chamfer_distance(
     observed: torch.Tensor,
     predicted: torch.Tensor,
@@ -109,31 +85,16 @@ def chamfer_distance(
     ``predicted_mask`` (B, m) marks the predicted points that count (e.g. the
     visible ones after hidden point removal); each element needs at least one.
     """
-    d_obs, d_pred = _distances(observed, predicted, predicted_mask, chunk_rows)
-    return torch.maximum(d_obs.mean(dim=1), _masked_mean(d_pred, predicted_mask))
-
-
-def trimmed_chamfer_distance(
-    observed: torch.Tensor,
-    predicted: torch.Tensor,
-    predicted_mask: torch.Tensor | None = None,
-    keep: float = 0.8,
-    chunk_rows: int = CHUNK_ROWS,
-) -> torch.Tensor:
-    """The sum of the two directional means, the predicted-to-observed one over its nearest ``keep`` fraction.
-
-    A part rendered alone shows surface that the frame may not: another part
-    hides it, or the seed's boundary cuts it off. Those predicted points have
-    no observation to match, and counting them all shrinks the model until
-    nothing of it sticks out of any view (with the true poses, the housing's
-    model then reaches 4.2 mm from the mesh; trimmed, 1.7 mm). The max of
-    Eq. 4.1 adds to this: only the larger direction has a gradient at a time.
-    """
-    if not 0 < keep <= 1:
-        raise ValueError(f"keep {keep}: the fraction of predicted points kept must be in (0, 1]")
-    d_obs, d_pred = _distances(observed, predicted, predicted_mask, chunk_rows)
-    present = torch.ones_like(d_pred, dtype=torch.bool) if predicted_mask is None else predicted_mask
-    ranked = d_pred.detach().masked_fill(~present, float("inf")).sort(dim=1).values
-    last = (keep * present.sum(dim=1)).ceil().long().clamp(min=1) - 1
-    kept = present & (d_pred.detach() <= ranked.gather(1, last[:, None]))
-    return d_obs.mean(dim=1) + _masked_mean(d_pred, kept)
+    if observed.ndim != 3 or predicted.ndim != 3 or observed.shape[-1] != 3 or predicted.shape[-1] != 3:
+        raise ValueError(f"chamfer: expected (B, n, 3) and (B, m, 3), got {tuple(observed.shape)} and {tuple(predicted.shape)}")
+    if predicted_mask is not None and not bool(predicted_mask.any(dim=1).all()):
+        raise ValueError("chamfer: a batch element has no predicted points")
+    obs_to_pred, pred_to_obs = nearest_neighbours(observed, predicted, predicted_mask, chunk_rows)
+    d_obs = (observed - _gather(predicted, obs_to_pred)).norm(dim=-1)
+    d_pred = (predicted - _gather(observed, pred_to_obs)).norm(dim=-1)
+    if predicted_mask is None:
+        pred_mean = d_pred.mean(dim=1)
+    else:
+        weights = predicted_mask.to(d_pred.dtype)
+        pred_mean = (d_pred * weights).sum(dim=1) / weights.sum(dim=1)
+    return torch.maximum(d_obs.mean(dim=1), pred_mean)

@@ -6,7 +6,7 @@ import torch
 import torchvision
 from torch import nn
 
-from .rotations import PARAMS_PER_ROTATION, params_to_matrix
+from .rotations import PARAMS_PER_ROTATION, about_optical_axis, params_to_matrix
 
 
 class PoseNet(nn.Module):
@@ -54,3 +54,12 @@ class ObjectModel(nn.Module):
 
     def forward(self) -> torch.Tensor:
         return self.points
+
+
+def seed_poses(net: PoseNet, crops: torch.Tensor, angles_rad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seeded network's poses of K crops (K, 1, S, S), each turned by -angle (K,) about the optical axis
+    (:mod:`bin_perception.model.observation`), turned back: rotations (K, 3, 3) and offsets from the seeds'
+    centroids (K, 3), model units."""
+    rotations, offsets = net(crops)
+    turn = about_optical_axis(angles_rad)
+    return turn @ rotations[:, 0], (turn @ offsets[:, 0, :, None])[..., 0]

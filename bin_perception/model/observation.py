@@ -11,7 +11,12 @@ resized to the input size with area averaging. No ground truth is involved.
 The seeded method (see :mod:`bin_perception.model.seeds`) also cuts one crop
 per seed: the seed's pixels in a square around it, their height relative to
 the seed's centroid, resized to the input size. Its network sees one part at
-a time and predicts the part's pose relative to that centroid.
+a time and predicts the part's pose relative to that centroid. With
+``align_crops``, each crop is first turned about the seed's centroid so that the
+seed's long axis runs along the image rows, pointing to its heavier tail: the
+network then meets every part at one in-plane angle (up to the tail's sign on
+a symmetric silhouette), and the angle is given back to the pose
+(:func:`bin_perception.model.network.seed_poses`).
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ class Observation:
     seeds: np.ndarray | None = None  # (n,) seed label 1..N of each point (seeded method)
     crops: np.ndarray | None = None  # (N, S, S) float32, one input per seed
     centres: np.ndarray | None = None  # (N, 3) float32, each seed's centroid, model units
+    angles: np.ndarray | None = None  # (N,) float32 radians, each crop's turn about the optical axis (0 unaligned)
 
 
 class TooFewPointsError(ValueError):
@@ -81,6 +87,7 @@ def observe(
     seed_jump_px: float = 1.5,
     seed_fragment_fraction: float = 0.25,
     seed_part_extent_m: float | None = None,
+    align_crops: bool = False,
     min_points: int = 32,
 ) -> Observation:
     """Back-project a frame, keep the workspace, normalise, and make the network's input.
@@ -101,10 +108,16 @@ def observe(
     )
     centres = np.stack([points[seeds == i].mean(axis=0) for i in range(1, seed_instances + 1)]).astype(np.float32)
     rows, cols = np.divmod(pixels, frame.depth_m.shape[1])
-    crops = np.stack(
-        [_crop(height_m, rows[seeds == i], cols[seeds == i], -centres[i - 1, 2], input_size_px) for i in range(1, seed_instances + 1)]
-    )
-    return Observation(points, pixels, image, frame.depth_m.shape, seeds, crops, centres)
+    crops, angles = [], []
+    for i in range(1, seed_instances + 1):
+        own_rows, own_cols, base = rows[seeds == i], cols[seeds == i], -centres[i - 1, 2]
+        if align_crops:
+            angles.append(_long_axis_angle(own_rows, own_cols))
+            crops.append(_turned_crop(height_m, own_rows, own_cols, base, angles[-1], input_size_px))
+        else:
+            angles.append(0.0)
+            crops.append(_crop(height_m, own_rows, own_cols, base, input_size_px))
+    return Observation(points, pixels, image, frame.depth_m.shape, seeds, np.stack(crops), centres, np.asarray(angles, dtype=np.float32))
 
 
 def whole_part_extents_m(
@@ -141,6 +154,33 @@ def _crop(height: np.ndarray, rows: np.ndarray, cols: np.ndarray, base_height: f
     centre_row, centre_col = (rows.min() + rows.max()) // 2, (cols.min() + cols.max()) // 2
     canvas = np.zeros((2 * half, 2 * half), dtype=np.float32)
     canvas[rows - centre_row + half, cols - centre_col + half] = height[rows, cols] - base_height
+    return _resized(canvas, size_px)
+
+
+def _long_axis_angle(rows: np.ndarray, cols: np.ndarray) -> float:
+    """The direction of the pixels' long axis, radians from +u towards +v, pointing to their heavier tail."""
+    offsets = np.stack([cols - cols.mean(), rows - rows.mean()])
+    axis = np.linalg.eigh(offsets @ offsets.T)[1][:, 1]
+    if np.mean((axis @ offsets) ** 3) < 0:
+        axis = -axis
+    return float(np.arctan2(axis[1], axis[0]))
+
+
+def _turned_crop(height: np.ndarray, rows: np.ndarray, cols: np.ndarray, base_height: float, angle: float, size_px: int) -> np.ndarray:
+    """The seed's pixels turned by -``angle`` about their centroid (others zero), heights relative to ``base_height``."""
+    centre_row, centre_col = rows.mean(), cols.mean()
+    half = int(np.ceil(np.hypot(rows - centre_row, cols - centre_col).max())) + 2
+    seed = np.zeros(height.shape, dtype=bool)
+    seed[rows, cols] = True
+    v, u = np.mgrid[-half:half, -half:half]
+    # Each canvas pixel takes the seed pixel that the turn by +angle brings it to (nearest neighbour).
+    cos, sin = np.cos(angle), np.sin(angle)
+    source_row = np.rint(centre_row + sin * u + cos * v).astype(np.int64)
+    source_col = np.rint(centre_col + cos * u - sin * v).astype(np.int64)
+    inside = (source_row >= 0) & (source_row < height.shape[0]) & (source_col >= 0) & (source_col < height.shape[1])
+    inside[inside] = seed[source_row[inside], source_col[inside]]
+    canvas = np.zeros(u.shape, dtype=np.float32)
+    canvas[inside] = height[source_row[inside], source_col[inside]] - base_height
     return _resized(canvas, size_px)
 
 

@@ -22,7 +22,7 @@ from torch import nn
 from ..config import ModelConfig, build_dataclass
 from ..frame import Frame
 from ..io.atomic import replacing, write_text
-from .network import ObjectModel, PoseNet
+from .network import ObjectModel, PoseNet, seed_poses
 from .observation import Normalization, Observation, observe, subsample, whole_part_extents_m
 from .render import best_channels, instance_ids, render, visible_scene
 from .seeds import part_extent
@@ -94,7 +94,7 @@ class BinPerception(nn.Module):
         config = self.config
         return observe(
             frame, self.workspace, self.normalization, config.input_size_px, seeds, config.seed_jump_px, config.seed_fragment_fraction,
-            self.part_extent_m,
+            self.part_extent_m, config.align_crops,
         )
 
     def measure_part_extent(self, frames: Iterable[Frame]) -> float | None:
@@ -110,7 +110,8 @@ class BinPerception(nn.Module):
             images = torch.from_numpy(np.stack([o.image for o in observations]))[:, None].to(device)
             return self.net(images)
         crops = torch.from_numpy(np.concatenate([o.crops for o in observations]))[:, None].to(device)
-        rotations, offsets = self.net(crops)
+        angles = torch.from_numpy(np.concatenate([o.angles for o in observations])).to(device)
+        rotations, offsets = seed_poses(self.net, crops, angles)
         centres = torch.from_numpy(np.stack([o.centres for o in observations])).to(device)
         shape = (len(observations), self.instances)
         return rotations.view(*shape, 3, 3), offsets.view(*shape, 3) + centres

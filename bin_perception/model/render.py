@@ -13,7 +13,7 @@ import itertools
 import numpy as np
 import torch
 
-from .chamfer import chamfer_distance, trimmed_chamfer_distance
+from .chamfer import chamfer_distance
 from .hpr import visible_mask
 
 
@@ -54,17 +54,12 @@ def scene_loss(
     rotation_channels: int = 1,
     gamma: float = 0.0,
     channel_loss: str = "softmin",
-    chamfer_keep: float | None = None,
 ) -> torch.Tensor:
-    """The training loss per batch element (B,): the chamfer distance (Eq. 4.1) or its two-channel form (Eq. 4.2).
-
-    With ``chamfer_keep``, the chamfer distance is the trimmed one
-    (:func:`bin_perception.model.chamfer.trimmed_chamfer_distance`) that keeps that fraction.
-    """
+    """The training loss per batch element (B,): the chamfer distance (Eq. 4.1) or its two-channel form (Eq. 4.2)."""
     if rotation_channels == 1:
         scene = render(model, rotations, translations)
-        return _chamfer(observed, scene, visible_scene(scene, camera, hpr_exponent), chamfer_keep)
-    losses = _channel_losses(observed, model, rotations, translations, camera, hpr_exponent, chamfer_keep)  # (B, 2^N)
+        return chamfer_distance(observed, scene, visible_scene(scene, camera, hpr_exponent))
+    losses = _channel_losses(observed, model, rotations, translations, camera, hpr_exponent)  # (B, 2^N)
     if channel_loss == "min":
         return losses.min(dim=1).values
     # Softmin weights of Eq. 4.2, treated as constants: they select channels,
@@ -80,20 +75,13 @@ def _channel_losses(
     translations: torch.Tensor,
     camera: np.ndarray,
     hpr_exponent: float | None,
-    chamfer_keep: float | None = None,
 ) -> torch.Tensor:
     """The chamfer loss (B, 2^N) of every combination of rotation channels."""
     losses = []
     for signs in channel_signs(rotations.shape[1], observed.device):
         scene = render(model, rotations, translations, signs.expand(len(rotations), -1))
-        losses.append(_chamfer(observed, scene, visible_scene(scene, camera, hpr_exponent), chamfer_keep))
+        losses.append(chamfer_distance(observed, scene, visible_scene(scene, camera, hpr_exponent)))
     return torch.stack(losses, dim=1)
-
-
-def _chamfer(observed: torch.Tensor, scene: torch.Tensor, visible: torch.Tensor, chamfer_keep: float | None) -> torch.Tensor:
-    if chamfer_keep is None:
-        return chamfer_distance(observed, scene, visible)
-    return trimmed_chamfer_distance(observed, scene, visible, chamfer_keep)
 
 
 @torch.no_grad()

@@ -28,6 +28,13 @@ def quaternion_to_matrix(q_xyzw: torch.Tensor) -> torch.Tensor:
     ).reshape(q.shape[:-1] + (3, 3))
 
 
+def about_optical_axis(angles_rad: torch.Tensor) -> torch.Tensor:
+    """(...,) angles to (..., 3, 3) rotations about the camera's z axis; +angle turns image u towards v."""
+    cos, sin = angles_rad.cos(), angles_rad.sin()
+    zero, one = torch.zeros_like(angles_rad), torch.ones_like(angles_rad)
+    return torch.stack([cos, -sin, zero, sin, cos, zero, zero, zero, one], dim=-1).reshape(angles_rad.shape + (3, 3))
+
+
 def ortho6d_to_matrix(x: torch.Tensor) -> torch.Tensor:
     """(..., 6) numbers, two 3-vectors, to (..., 3, 3) rotations whose first two columns span them."""
     a1, a2 = x[..., :3], x[..., 3:]
