@@ -114,7 +114,7 @@ def test_seeds_beat_kmeans_on_elongated_parts(name):
 def test_seeded_training_and_evaluation(tmp_path):
     bag = tmp_path / "bolt_n2.mcap"
     simulate_bag("bolt", 2, 24, seed=2, out=bag, progress=False)
-    model = ModelConfig(method="seeded", input_size_px=64, model_points=256, observed_points=128)
+    model = ModelConfig(method="seeded", align_crops=True, input_size_px=64, model_points=256, observed_points=128)
     result = train([str(bag)], 2, Config(model=model, train=TrainConfig(batch_size=4, epochs=4, seed=0)), tmp_path / "run")
     assert result.steps == 24
     # The seeds measured the part on the training frames (the bolt is 46.7 mm between its farthest points).
