@@ -97,10 +97,14 @@ class BinPerception(nn.Module):
             self.part_extent_m, config.align_crops,
         )
 
+    def frame_part_extents_m(self, frame: Frame) -> np.ndarray:
+        """The extents in metres of the whole parts in one frame: its seeds' regions where they number exactly N."""
+        config = self.config
+        return whole_part_extents_m(frame, self.workspace, self.instances, config.seed_jump_px, config.seed_fragment_fraction)
+
     def measure_part_extent(self, frames: Iterable[Frame]) -> float | None:
         """The part's extent in metres, from the frames where the seeds find N whole parts; None from too few."""
-        config = self.config
-        extents = [whole_part_extents_m(f, self.workspace, self.instances, config.seed_jump_px, config.seed_fragment_fraction) for f in frames]
+        extents = [self.frame_part_extents_m(f) for f in frames]
         return part_extent(np.concatenate(extents)) if extents else None
 
     def forward(self, observations: list[Observation]) -> tuple[torch.Tensor, torch.Tensor]:

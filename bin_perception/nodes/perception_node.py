@@ -337,6 +337,17 @@ class PerceptionNode(Node):
             "size_mismatch",
         )
 
+    def _take_part_extent(self) -> None:
+        """A model trained from nothing takes the part's extent once the first frames have measured it."""
+        extent_m = self._training.part_extent_m
+        if extent_m is None:
+            return
+        with self._model_lock:  # the weights swapped in later keep it (InloopTraining.new_model copies the metadata)
+            if self._perception.part_extent_m is not None:
+                return
+            self._perception.part_extent_m = extent_m
+        self.get_logger().info(f"the part's extent, measured on the first frames: {1000 * extent_m:.1f} mm")
+
     def _work(self) -> None:
         serve_latest(self._slot, self._perceive, self.diagnostics, {TooFewPointsError: "too_few_points"})
 
@@ -348,7 +359,8 @@ class PerceptionNode(Node):
             model_points_m = perception.model_points_m()
             segment_points_m = perception.normalization.to_metres(prediction.observation.points)
         if self._training is not None:
-            self._training.offer(prediction.observation)
+            self._training.offer(prediction.observation, frame)
+            self._take_part_extent()
         head = msg.header
         self._poses.publish(ros_messages.pose_array(head, prediction.poses))
         self._labels.publish(ros_messages.image(head, prediction.labels, "mono16"))
