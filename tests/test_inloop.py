@@ -10,7 +10,7 @@ from bin_perception.config import ModelConfig, TrainConfig
 from bin_perception.io.bag import BagReader
 from bin_perception.model.observation import Observation
 from bin_perception.model.perception import load_checkpoint
-from training.inloop import EXTENT_FRAMES, InloopSettings, InloopTraining, ReplayBuffer, initial_state
+from training.inloop import MEASURE_FRAMES, InloopSettings, InloopTraining, ReplayBuffer, initial_state
 
 
 def observation(value: float, points: int = 10) -> Observation:
@@ -119,16 +119,16 @@ def test_a_model_from_nothing_measures_its_part_on_the_first_frames(nut_bag, tmp
     checkpoint = tmp_path / "inloop" / "checkpoint.pt"
     settings = InloopSettings(checkpoint=str(checkpoint), train=TrainConfig(batch_size=4, seed=0), buffer_frames=8, threads=1, min_frames=4)
     perception, state, metadata = initial_state(settings, model, 3, BagReader(nut_bag).workspace())
-    assert perception.part_extent_m is None
+    assert perception.part_size_m is None
     training = InloopTraining(settings, perception, state, metadata)
     try:
-        for i in range(EXTENT_FRAMES):
-            assert training.part_extent_m is None
+        for i in range(MEASURE_FRAMES):
+            assert training.part_size_m is None
             frame = frames[i % len(frames)]
             training.offer(perception.observe(frame), frame)
         # The nut is 20.3 mm between its farthest points.
-        assert 0.018 < training.part_extent_m < 0.022
+        assert 0.018 < training.part_size_m.extent < 0.022
         training.save()
     finally:
         training.stop()
-    assert load_checkpoint(checkpoint)[0].part_extent_m == training.part_extent_m
+    assert load_checkpoint(checkpoint)[0].part_size_m == training.part_size_m

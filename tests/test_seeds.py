@@ -5,7 +5,7 @@ from bin_perception.baselines import kmeans_labels
 from bin_perception.config import Config, ModelConfig, TrainConfig
 from bin_perception.geometry import backproject, in_workspace
 from bin_perception.metrics import pairwise_scores
-from bin_perception.model.seeds import depth_regions, part_extent, seed_labels, whole_part_extents
+from bin_perception.model.seeds import PartSize, depth_regions, part_size, seed_labels, whole_part_sizes
 from bin_perception.sim.dataset import simulate_bag
 from bin_perception.sim.parts import load_part
 from bin_perception.sim.scene import BinSimulator
@@ -25,12 +25,16 @@ def test_regions_split_at_depth_jumps_and_not_on_slopes():
     assert len(np.unique(regions[:, :30])) == 1 and len(np.unique(regions[:, 30:])) == 1
 
 
-def _seeds(depth_m: np.ndarray, instances: int, fx_px: float = 200.0, part_extent_m: float | None = None) -> np.ndarray:
+def _camera(depth_m: np.ndarray, fx_px: float = 200.0) -> np.ndarray:
+    return np.array([[fx_px, 0, depth_m.shape[1] / 2], [0, fx_px, depth_m.shape[0] / 2], [0, 0, 1]])
+
+
+def _seeds(depth_m: np.ndarray, instances: int, fx_px: float = 200.0, part_size_m: PartSize | None = None) -> np.ndarray:
     """The seeds as a label image, 0 where there is no depth."""
     inside = np.isfinite(depth_m)
-    K = np.array([[fx_px, 0, depth_m.shape[1] / 2], [0, fx_px, depth_m.shape[0] / 2], [0, 0, 1]])
     labels = np.zeros(depth_m.shape, dtype=np.int64)
-    labels[inside] = seed_labels(depth_m, inside, backproject(depth_m, K)[inside], fx_px, instances, part_extent=part_extent_m)
+    points = backproject(depth_m, _camera(depth_m, fx_px))[inside]
+    labels[inside] = seed_labels(depth_m, inside, points, fx_px, instances, part_size=part_size_m)
     return labels
 
 
@@ -71,27 +75,61 @@ def test_an_occluded_part_cut_in_two_rejoins_when_it_fits_the_parts_extent():
     # Without the extent, the larger half of A is a seed and the other joins B, which it touches.
     labels = _seeds(depth, 2)
     assert labels[left] != labels[right]
-    labels = _seeds(depth, 2, part_extent_m=0.105)
+    labels = _seeds(depth, 2, part_size_m=PartSize(0.105, (0.105, 0.012, 0.001)))
     assert labels[left] == labels[right] != labels[top]
     # Two pieces that together span twice the part are two parts, whatever lies across them.
-    labels = _seeds(depth, 2, part_extent_m=0.05)
+    labels = _seeds(depth, 2, part_size_m=PartSize(0.05, (0.05, 0.012, 0.001)))
     assert labels[left] != labels[right]
 
 
-def test_the_part_extent_is_measured_from_frames_of_whole_parts():
+def _two_brackets(upright_px: int, apart: bool) -> tuple[np.ndarray, int]:
+    """Two parts, each a 30 mm base with an upright 15 mm high along its left side (1.5 mm a pixel), side by
+    side; and the column where the second's upright starts. Touching, the second's upright stands over the
+    first's base with a 3 mm step (a jump, but the smallest) and 15 mm over its own (it overhangs it)."""
+    depth = np.full((40, 100), np.nan)
+    depth[5:35, 2 : 2 + upright_px] = 0.285
+    depth[5:35, 2 + upright_px : 22 + upright_px] = 0.300
+    start = 22 + upright_px + (6 if apart else 0)
+    depth[5:35, start : start + upright_px] = 0.285 if apart else 0.297
+    depth[5:35, start + upright_px : start + upright_px + 20] = 0.300 if apart else 0.312
+    return depth, start
+
+
+@pytest.mark.parametrize("upright_px", [4, 8])
+def test_an_upright_goes_to_the_part_whose_box_it_fits(upright_px):
+    # 4 px: the upright is a fragment (step 1); 8 px: an island beside two seeds (step 3).
+    depth, start = _two_brackets(upright_px, apart=True)
+    inside = np.isfinite(depth)
+    # Apart, each upright joins its base as a fragment (of a half of the points at most, so the wide ones too).
+    sizes = whole_part_sizes(depth, inside, backproject(depth, _camera(depth))[inside], 200.0, 2, fragment_fraction=0.5)
+    size_m = part_size(np.repeat(sizes, 4, axis=0))
+    depth, start = _two_brackets(upright_px, apart=False)
+    upright, own_base, other_base = (20, start + 1), (20, start + upright_px + 5), (20, start - 5)
+    # By the depth step alone, the second's upright goes with the first's base.
+    labels = _seeds(depth, 2)
+    assert labels[upright] == labels[other_base] != labels[own_base]
+    labels = _seeds(depth, 2, part_size_m=size_m)
+    assert labels[upright] == labels[own_base] != labels[other_base]
+    assert len(np.unique(labels[5:35, start : start + upright_px])) == 1
+
+
+def test_the_part_size_is_measured_from_frames_of_whole_parts():
     part = load_part("bolt")
-    extents = []
+    sizes = []
     with BinSimulator(part, 2, Config()) as simulator:
         for seed in range(24):
             sample = simulator.scene([41, seed])
             points = backproject(sample.depth_m, sample.K)
             inside = in_workspace(points, simulator.workspace)
-            extents.append(whole_part_extents(sample.depth_m, inside, points[inside], sample.K[0, 0], 2))
-    measured_m = part_extent(np.concatenate(extents))
+            sizes.append(whole_part_sizes(sample.depth_m, inside, points[inside], sample.K[0, 0], 2))
+    measured_m = part_size(np.concatenate(sizes))
     diameter_m = np.linalg.norm(part.mesh.extents)  # the bounding box's diagonal bounds it from above
-    # Measured on these scenes: 46.1 mm from 44 whole parts, against 46.7 mm between the bolt's farthest vertices.
-    assert 0.9 * 0.0467 < measured_m <= diameter_m
-    assert part_extent(np.array([0.04] * 7)) is None  # too few whole parts to tell
+    # Measured on these scenes: extent 46.1 mm from 44 whole parts, against 46.7 mm between the bolt's
+    # farthest vertices; principal spans 45.2 x 15.0 x 12.6 mm.
+    assert 0.9 * 0.0467 < measured_m.extent <= diameter_m
+    long, wide, deep = measured_m.box
+    assert 0.9 * 0.0467 < long <= diameter_m and deep <= wide < 0.5 * long  # elongated
+    assert part_size(np.full((7, 4), 0.04)) is None  # too few whole parts to tell
 
 
 @pytest.mark.parametrize("name", ["bolt", "lever"])
@@ -118,7 +156,7 @@ def test_seeded_training_and_evaluation(tmp_path):
     result = train([str(bag)], 2, Config(model=model, train=TrainConfig(batch_size=4, epochs=4, seed=0)), tmp_path / "run")
     assert result.steps == 24
     # The seeds measured the part on the training frames (the bolt is 46.7 mm between its farthest points).
-    assert 0.040 < result.perception.part_extent_m < 0.052
+    assert 0.040 < result.perception.part_size_m.extent < 0.052
     metrics = evaluate(str(bag), tmp_path / "report", str(result.run_dir / "checkpoint.pt"), baselines=("kmeans",), tune_frames=0)
     methods = metrics["methods"]
     assert set(methods) == {"ours", "ours_seeds", "kmeans"}

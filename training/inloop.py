@@ -29,11 +29,11 @@ from bin_perception.config import REPLAY_POLICIES, ModelConfig, TrainConfig
 from bin_perception.frame import Frame
 from bin_perception.model.observation import Observation
 from bin_perception.model.perception import BinPerception, load_checkpoint, save_checkpoint
-from bin_perception.model.seeds import part_extent
+from bin_perception.model.seeds import part_size
 
-# A model from nothing measures its part on this many frames (10 s at 10 Hz; seeds.part_extent needs 8
+# A model from nothing measures its part on this many frames (10 s at 10 Hz; seeds.part_size needs 8
 # whole parts among them).
-EXTENT_FRAMES = 100
+MEASURE_FRAMES = 100
 
 
 class ReplayBuffer:
@@ -150,8 +150,8 @@ def _trainer(settings: InloopSettings, metadata: dict, state: dict, frames, weig
                 return
             if command[0] == "save":
                 stats.put(("saved", save(command[1] or settings.checkpoint)))
-            if command[0] == "part_extent":
-                perception.part_extent_m = command[1]
+            if command[0] == "part_size":
+                perception.part_size_m = command[1]
         try:  # everything offered since the last step, without waiting when there is enough to train on
             while True:
                 buffer.add(frames.get(timeout=0.1 if len(buffer) < settings.min_frames else 0))
@@ -219,11 +219,11 @@ class InloopTraining:
         self._metadata = {**perception.metadata(), **{k: v for k, v in metadata.items() if k in ("step", "gamma")}}
         self.latest: dict = {"step": int(metadata.get("step", 0))}
         self.offered = self.dropped = 0
-        # A seeded model started from nothing has not measured its part (seeds.part_extent): the first
+        # A seeded model started from nothing has not measured its part (seeds.part_size): the first
         # frames offered measure it, and the trainer's checkpoints and the node's model then carry it.
-        self.part_extent_m = perception.part_extent_m
-        self._measuring = perception if perception.seeded and perception.part_extent_m is None else None
-        self._extents: list[np.ndarray] = []
+        self.part_size_m = perception.part_size_m
+        self._measuring = perception if perception.seeded and perception.part_size_m is None else None
+        self._sizes: list[np.ndarray] = []
         self._saved: queue.Queue[str] = queue.Queue()
         self._lock = threading.Lock()
         self._process = context.Process(
@@ -241,8 +241,8 @@ class InloopTraining:
     def offer(self, observation: Observation, frame: Frame | None = None) -> bool:
         """Give the trainer a perceived frame; False if it had no room (the frame is dropped).
 
-        With the ``frame`` itself, the first EXTENT_FRAMES offered also measure the part's extent where the
-        model has none (``part_extent_m``, None until then, and still None if they held too few whole parts).
+        With the ``frame`` itself, the first MEASURE_FRAMES offered also measure the part's size where the
+        model has none (``part_size_m``, None until then, and still None if they held too few whole parts).
         """
         if frame is not None and self._measuring is not None:
             self._measure_part(frame)
@@ -256,13 +256,13 @@ class InloopTraining:
                 return False
 
     def _measure_part(self, frame: Frame) -> None:
-        self._extents.append(self._measuring.frame_part_extents_m(frame))
-        if len(self._extents) < EXTENT_FRAMES:
+        self._sizes.append(self._measuring.frame_part_sizes_m(frame))
+        if len(self._sizes) < MEASURE_FRAMES:
             return
         self._measuring = None
-        self.part_extent_m = part_extent(np.concatenate(self._extents))
-        if self.part_extent_m is not None:
-            self._commands.put(("part_extent", self.part_extent_m))
+        self.part_size_m = part_size(np.concatenate(self._sizes))
+        if self.part_size_m is not None:
+            self._commands.put(("part_size", self.part_size_m))
 
     def new_model(self, like: BinPerception) -> BinPerception | None:
         """A fresh model with the newest weights the trainer sent since the last call, or None."""

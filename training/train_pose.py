@@ -41,6 +41,7 @@ from bin_perception.io.errors import BagError
 from bin_perception.model import BinPerception, CheckpointError, load_checkpoint, save_checkpoint
 from bin_perception.model.observation import Observation, TooFewPointsError, subsample
 from bin_perception.model.render import scene_loss
+from bin_perception.model.seeds import describe_part_size
 from bin_perception.viz import loss_curve, model_views
 
 from .cache import CachedFrames, open_frames
@@ -238,13 +239,12 @@ def train(
         state, progress = {}, {"step": 0, "epoch": 0, "gamma": 0.0, "loss": float("nan"), "elapsed_s": 0.0}
     perception.to(cluster.device)
     usable = observable_frames(perception, frames, cluster.is_main)
-    if perception.seeded and perception.part_extent_m is None:
-        perception.part_extent_m = perception.measure_part_extent(
+    if perception.seeded and perception.part_size_m is None:
+        perception.part_size_m = perception.measure_part_size(
             frames[i] for i in tqdm(usable, desc="measure the part", unit="frame", disable=not cluster.is_main)
         )
         if cluster.is_main:
-            measured = f"{1000 * perception.part_extent_m:.1f} mm" if perception.part_extent_m else "not measured (too few whole parts seen)"
-            tqdm.write(f"the part's extent, from frames whose seeds are N whole parts: {measured}")
+            tqdm.write(f"the part, from frames whose seeds are N whole parts: {describe_part_size(perception.part_size_m)}")
     batch_size = min(train_config.batch_size, len(usable)) // cluster.world_size
     if batch_size < 1:
         raise ValueError(f"{len(usable)} usable frames cannot make a batch for each of {cluster.world_size} processes")

@@ -28,7 +28,7 @@ import torch
 
 from ..frame import Frame
 from ..geometry import backproject, in_workspace
-from .seeds import seed_labels, whole_part_extents
+from .seeds import PartSize, seed_labels, whole_part_sizes
 
 
 @dataclass(frozen=True)
@@ -86,14 +86,14 @@ def observe(
     seed_instances: int | None = None,
     seed_jump_px: float = 1.5,
     seed_fragment_fraction: float = 0.25,
-    seed_part_extent_m: float | None = None,
+    seed_part_size_m: PartSize | None = None,
     align_crops: bool = False,
     min_points: int = 32,
 ) -> Observation:
     """Back-project a frame, keep the workspace, normalise, and make the network's input.
 
     With ``seed_instances``, also seed that many instances and cut their crops; with
-    ``seed_part_extent_m`` too, the seeds rejoin the pieces of occluded parts.
+    ``seed_part_size_m`` too, the seeds go by the part's shape and rejoin the pieces of occluded parts.
     """
     inside, points_m = _workspace_points(frame, workspace, min_points)
     pixels = np.flatnonzero(inside)
@@ -102,10 +102,8 @@ def observe(
     image = _resized(height_m, input_size_px)
     if seed_instances is None:
         return Observation(points, pixels, image, frame.depth_m.shape)
-    part_extent = None if seed_part_extent_m is None else seed_part_extent_m / normalization.scale_m
-    seeds = seed_labels(
-        frame.depth_m, inside, points, float(frame.K[0, 0]), seed_instances, seed_jump_px, seed_fragment_fraction, part_extent=part_extent
-    )
+    part_size = None if seed_part_size_m is None else seed_part_size_m.scaled(1.0 / normalization.scale_m)
+    seeds = seed_labels(frame.depth_m, inside, points, float(frame.K[0, 0]), seed_instances, seed_jump_px, seed_fragment_fraction, part_size=part_size)
     centres = np.stack([points[seeds == i].mean(axis=0) for i in range(1, seed_instances + 1)]).astype(np.float32)
     rows, cols = np.divmod(pixels, frame.depth_m.shape[1])
     crops, angles = [], []
@@ -120,16 +118,16 @@ def observe(
     return Observation(points, pixels, image, frame.depth_m.shape, seeds, np.stack(crops), centres, np.asarray(angles, dtype=np.float32))
 
 
-def whole_part_extents_m(
+def whole_part_sizes_m(
     frame: Frame, workspace: np.ndarray, instances: int, seed_jump_px: float = 1.5, seed_fragment_fraction: float = 0.25
 ) -> np.ndarray:
-    """The extents in metres of the frame's whole visible parts, where its seeds' regions number exactly N
-    (:func:`bin_perception.model.seeds.whole_part_extents`); none for a frame with too few points."""
+    """The sizes (k, 4) in metres of the frame's whole visible parts, where its seeds' regions number exactly N
+    (:func:`bin_perception.model.seeds.whole_part_sizes`); none for a frame with too few points."""
     try:
         inside, points_m = _workspace_points(frame, workspace, instances)
     except TooFewPointsError:
-        return np.empty(0)
-    return whole_part_extents(frame.depth_m, inside, points_m, float(frame.K[0, 0]), instances, seed_jump_px, seed_fragment_fraction)
+        return np.empty((0, 4))
+    return whole_part_sizes(frame.depth_m, inside, points_m, float(frame.K[0, 0]), instances, seed_jump_px, seed_fragment_fraction)
 
 
 def _workspace_points(frame: Frame, workspace: np.ndarray, min_points: int) -> tuple[np.ndarray, np.ndarray]:

@@ -23,9 +23,9 @@ from ..config import ModelConfig, build_dataclass
 from ..frame import Frame
 from ..io.atomic import replacing, write_text
 from .network import ObjectModel, PoseNet, seed_poses
-from .observation import Normalization, Observation, observe, subsample, whole_part_extents_m
+from .observation import Normalization, Observation, observe, subsample, whole_part_sizes_m
 from .render import best_channels, instance_ids, render, visible_scene
-from .seeds import part_extent
+from .seeds import PartSize, part_size
 from .segment import label_image, transfer_labels
 
 CHECKPOINT_FORMAT = 1
@@ -60,8 +60,8 @@ class BinPerception(nn.Module):
         self.config = config or ModelConfig()
         self.workspace = np.asarray(workspace, dtype=np.float64).reshape(2, 3)
         self.normalization = Normalization.from_workspace(self.workspace)
-        # The seeded method's measure of the part (seeds.part_extent); None until measured.
-        self.part_extent_m: float | None = None
+        # The seeded method's measure of the part (seeds.part_size); None until measured.
+        self.part_size_m: PartSize | None = None
         # Seeded initial weights, without reseeding the caller's global generator.
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -94,18 +94,18 @@ class BinPerception(nn.Module):
         config = self.config
         return observe(
             frame, self.workspace, self.normalization, config.input_size_px, seeds, config.seed_jump_px, config.seed_fragment_fraction,
-            self.part_extent_m, config.align_crops,
+            self.part_size_m, config.align_crops,
         )
 
-    def frame_part_extents_m(self, frame: Frame) -> np.ndarray:
-        """The extents in metres of the whole parts in one frame: its seeds' regions where they number exactly N."""
+    def frame_part_sizes_m(self, frame: Frame) -> np.ndarray:
+        """The sizes (k, 4) in metres of the whole parts in one frame: its seeds' regions where they number exactly N."""
         config = self.config
-        return whole_part_extents_m(frame, self.workspace, self.instances, config.seed_jump_px, config.seed_fragment_fraction)
+        return whole_part_sizes_m(frame, self.workspace, self.instances, config.seed_jump_px, config.seed_fragment_fraction)
 
-    def measure_part_extent(self, frames: Iterable[Frame]) -> float | None:
-        """The part's extent in metres, from the frames where the seeds find N whole parts; None from too few."""
-        extents = [self.frame_part_extents_m(f) for f in frames]
-        return part_extent(np.concatenate(extents)) if extents else None
+    def measure_part_size(self, frames: Iterable[Frame]) -> PartSize | None:
+        """The part's size in metres, from the frames where the seeds find N whole parts; None from too few."""
+        sizes = [self.frame_part_sizes_m(f) for f in frames]
+        return part_size(np.concatenate(sizes)) if sizes else None
 
     def forward(self, observations: list[Observation]) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotations (B, N, 3, 3) and translations (B, N, 3), model units, of B observed frames."""
@@ -163,7 +163,7 @@ class BinPerception(nn.Module):
             "workspace": self.workspace.ravel().tolist(),
             "normalization": self.normalization.to_dict(),
             "model": dataclasses.asdict(self.config),
-            "part_extent_m": self.part_extent_m,
+            "part_size_m": dataclasses.asdict(self.part_size_m) if self.part_size_m else None,
             "model_points_m": self.model_points_m().round(7).tolist(),
         }
 
@@ -174,7 +174,14 @@ class BinPerception(nn.Module):
         # The workspace may have been changed after training; the units of the model may not.
         if "normalization" in metadata:
             perception.normalization = Normalization.from_dict(metadata["normalization"])
-        perception.part_extent_m = metadata.get("part_extent_m")
+        if metadata.get("part_size_m"):
+            size = metadata["part_size_m"]
+            perception.part_size_m = PartSize(float(size["extent"]), tuple(float(s) for s in size["box"]))
+        elif metadata.get("part_extent_m"):
+            # Checkpoints from before the box measured only the extent: a cube of it, which the seeds'
+            # shape tests never prefer one region over another by.
+            extent = float(metadata["part_extent_m"])
+            perception.part_size_m = PartSize(extent, (extent, extent, extent))
         return perception
 
 

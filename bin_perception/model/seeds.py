@@ -10,14 +10,20 @@ steep face seen at a grazing angle). Then:
 1. Fragments, regions smaller than ``fragment_fraction`` of an N-th of the
    points (a bolt's head cut from its shank, the strips of a steep face), join
    the neighbour across their smallest depth step.
-2. Where the part's extent is known, pieces of one part that another part
+   Where the part's size is known, a sizeable fragment then moves to another
+   region it touches if the two regions then fit the part's box better (a
+   bracket's upright strip, which meets the next bracket's base without a
+   jump, back to its own base).
+2. Where the part's size is known, pieces of one part that another part
    lying across it cuts apart are rejoined: two regions that both lie behind
    the same region and do not touch merge, the pair of smallest union first,
    while more than N remain and the union fits in the part's extent. The
-   extent needs no model: it is measured on frames whose regions number
-   exactly N (:func:`whole_part_extents`), where each region is most likely
+   size needs no model: it is measured on frames whose regions number
+   exactly N (:func:`whole_part_sizes`), where each region is most likely
    one whole visible part.
-3. The N largest regions are the seeds; the rest (islands) join the nearest.
+3. The N largest regions are the seeds. An island (any other region) that
+   touches several seeds joins the one that, with it, fits the part's box
+   clearly best; the rest join the nearest seed, point by point.
 4. While fewer than N remain (parts touching at the same depth, or a part
    almost hidden), the seed of the largest extent is split where the depth
    steps are sharpest: its two largest regions at ever smaller jumps when
@@ -30,6 +36,8 @@ refines the boundaries (see :mod:`bin_perception.model.perception`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -54,6 +62,32 @@ _EXTENT_QUANTILE = 0.9
 _MIN_WHOLE_PARTS = 8
 # Rejoined pieces may span this much more than the measured extent.
 _EXTENT_SLACK = 1.1
+# A fragment or an island goes by the part's box only where one choice fits it better than the other by
+# this fraction of the part's extent; closer calls keep the depth step's (or the nearest point's) choice.
+_BOX_MARGIN = 0.04
+# Fragments smaller than this fraction of the fragment size stay where the depth step put them: too few
+# points for their shape to matter, and too many such slivers to weigh each.
+_SIZEABLE_FRAGMENT = 0.05
+
+
+@dataclass(frozen=True)
+class PartSize:
+    """The part as the seeds know it without a model, in the units of the points: ``extent``, its widest
+    projection, and ``box``, its spans along its principal axes, longest first. Measured on whole visible
+    parts (:func:`whole_part_sizes`, :func:`part_size`)."""
+
+    extent: float
+    box: tuple[float, float, float]
+
+    def scaled(self, factor: float) -> PartSize:
+        return PartSize(self.extent * factor, (self.box[0] * factor, self.box[1] * factor, self.box[2] * factor))
+
+
+def describe_part_size(size_m: PartSize | None) -> str:
+    """A part size in metres, for a log line."""
+    if size_m is None:
+        return "not measured (too few whole parts seen)"
+    return f"extent {1000 * size_m.extent:.1f} mm, principal spans " + " x ".join(f"{1000 * s:.1f}" for s in size_m.box) + " mm"
 
 
 def _neighbour_pairs(shape: tuple[int, int], dv: int, du: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
@@ -202,7 +236,21 @@ def _bridge_occluded(points: np.ndarray, regions: np.ndarray, occlusions: np.nda
     return np.unique(roots[regions], return_inverse=True)[1]
 
 
-def whole_part_extents(
+def _principal_spans(points: np.ndarray) -> np.ndarray:
+    """The spans of ``points`` (n, 3) along their principal axes, longest first, as the side of the uniform
+    slab with the same second moment: unlike the points' extremes, it does not swing with the axes of a
+    nearly square part."""
+    centred = points.astype(np.float64) - points.mean(axis=0)
+    variances = np.clip(np.linalg.eigvalsh(centred.T @ centred / len(points)), 0.0, None)
+    return np.sqrt(12.0 * variances[::-1])
+
+
+def _box_excess(points: np.ndarray, box: np.ndarray) -> float:
+    """How far ``points`` stick out of the part's box, summed over the principal axes (0 when they fit)."""
+    return float(np.maximum(_principal_spans(points) - box, 0.0).sum())
+
+
+def whole_part_sizes(
     depth_m: np.ndarray,
     inside: np.ndarray,
     points: np.ndarray,
@@ -211,13 +259,15 @@ def whole_part_extents(
     jump_px: float = 1.5,
     fragment_fraction: float = 0.25,
 ) -> np.ndarray:
-    """The extents (units of ``points``) of a frame's regions if, after fragments join, they number exactly
-    ``instances``, each then most likely one whole visible part; otherwise none."""
+    """The sizes (k, 4) of a frame's regions, as extent and the three principal spans (units of ``points``),
+    if after fragments join they number exactly ``instances``, each then most likely one whole visible part;
+    otherwise none."""
     regions = _joined_regions(depth_m, inside, fx_px, jump_px, fragment_fraction * len(points) / instances)
     if regions.max() + 1 != instances:
-        return np.empty(0)
+        return np.empty((0, 4))
     low, high = _projection_bounds(points, regions)
-    return (high - low).max(axis=1)
+    spans = [_principal_spans(points[regions == r]) for r in range(instances)]
+    return np.column_stack([(high - low).max(axis=1), np.stack(spans)])
 
 
 def _largest_to_labels(points: np.ndarray, regions: np.ndarray, instances: int) -> np.ndarray:
@@ -255,10 +305,79 @@ def _split_in_two(
     return KMeans(n_clusters=2, n_init=3, random_state=seed).fit_predict(points)
 
 
-def part_extent(extents: np.ndarray) -> float | None:
-    """The part's extent from :func:`whole_part_extents` of many frames; None from fewer than 8 whole parts."""
-    extents = np.asarray(extents, dtype=np.float64)
-    return float(np.quantile(extents, _EXTENT_QUANTILE)) if len(extents) >= _MIN_WHOLE_PARTS else None
+def part_size(sizes: np.ndarray) -> PartSize | None:
+    """The part's size from :func:`whole_part_sizes` of many frames; None from fewer than 8 whole parts."""
+    sizes = np.asarray(sizes, dtype=np.float64).reshape(-1, 4)
+    if len(sizes) < _MIN_WHOLE_PARTS:
+        return None
+    extent, *box = np.quantile(sizes, _EXTENT_QUANTILE, axis=0).tolist()
+    return PartSize(extent, tuple(box))
+
+
+def _touching(depth_m: np.ndarray, inside: np.ndarray, regions: np.ndarray) -> list[set[int]]:
+    """For every region, the regions it touches in the image."""
+    neighbours: list[set[int]] = [set() for _ in range(regions.max() + 1)]
+    for x, y in _region_steps(depth_m, inside, regions)[0].tolist():
+        neighbours[x].add(y)
+        neighbours[y].add(x)
+    return neighbours
+
+
+def _reassign_fragments(
+    depth_m: np.ndarray, inside: np.ndarray, points: np.ndarray, raw: np.ndarray, regions: np.ndarray, min_points: float, size: PartSize
+) -> np.ndarray:
+    """``regions`` (raw regions with fragments joined) with each sizeable fragment moved to another region it
+    touches where both regions then fit the part's box better by the margin (step 1 of the module's recipe)."""
+    sizes = np.bincount(raw)
+    fragments = np.flatnonzero((sizes < min_points) & (sizes >= _SIZEABLE_FRAGMENT * min_points))
+    if len(fragments) == 0:
+        return regions
+    box, margin = np.asarray(size.box), _BOX_MARGIN * size.extent
+    owner = np.zeros(len(sizes), dtype=np.int64)
+    owner[raw] = regions
+    neighbours = _touching(depth_m, inside, raw)
+    regions = regions.copy()
+    for fragment in fragments:
+        own = owner[fragment]
+        others = {owner[n] for n in neighbours[fragment]} - {own}
+        piece, own_points = raw == fragment, regions == own
+        if not others or own_points.sum() == piece.sum():
+            continue
+        kept_excess = _box_excess(points[own_points], box)
+        left_excess = _box_excess(points[own_points & ~piece], box)
+        best, best_gain = None, margin
+        for other in others:
+            other_points = regions == other
+            gain = kept_excess + _box_excess(points[other_points], box) - left_excess - _box_excess(points[other_points | piece], box)
+            if gain > best_gain:
+                best, best_gain = other, gain
+        if best is not None:
+            regions[piece] = owner[fragment] = best
+    return np.unique(regions, return_inverse=True)[1]
+
+
+def _islands_by_shape(depth_m: np.ndarray, inside: np.ndarray, points: np.ndarray, regions: np.ndarray, instances: int, size: PartSize) -> np.ndarray:
+    """``regions`` with each island that touches several of the N largest joined to the one it fits the part's
+    box best with, where that is clearer than the margin (step 3 of the module's recipe)."""
+    order = np.argsort(-np.bincount(regions), kind="stable")
+    seeds = set(order[:instances].tolist())
+    box, margin = np.asarray(size.box), _BOX_MARGIN * size.extent
+    neighbours = _touching(depth_m, inside, regions)
+    merged = regions.copy()
+    # Islands that touch one seed are its own (its upright, its head) before any seed is weighed with another's.
+    ambiguous = []
+    for island in order[instances:]:
+        touched = seeds & neighbours[island]
+        if len(touched) == 1:
+            merged[regions == island] = touched.pop()
+        elif touched:
+            ambiguous.append((island, sorted(touched)))
+    for island, touched in ambiguous:
+        piece = regions == island
+        fits = sorted((_box_excess(points[(merged == r) | piece], box), r) for r in touched)
+        if fits[1][0] - fits[0][0] > margin:
+            merged[piece] = fits[0][1]
+    return np.unique(merged, return_inverse=True)[1]
 
 
 def seed_labels(
@@ -270,19 +389,24 @@ def seed_labels(
     jump_px: float = 1.5,
     fragment_fraction: float = 0.25,
     seed: int = 0,
-    part_extent: float | None = None,
+    part_size: PartSize | None = None,
 ) -> np.ndarray:
     """Labels 1..N for the ``inside`` pixels' points (n, 3), in row-major pixel order.
 
-    ``part_extent``, in the units of ``points``, lets occluded pieces rejoin (step 2); see
-    :func:`whole_part_extents` for measuring it.
+    ``part_size``, in the units of ``points``, lets fragments and islands go by the part's shape and
+    occluded pieces rejoin; see :func:`whole_part_sizes` for measuring it.
     """
     if len(points) < instances:
         raise ValueError(f"{len(points)} points cannot hold {instances} instances")
     min_points = fragment_fraction * len(points) / instances
-    regions = _joined_regions(depth_m, inside, fx_px, jump_px, min_points)
-    if part_extent is not None and regions.max() + 1 > instances:
-        regions = _bridge_occluded(points, regions, _occlusions(depth_m, inside, regions), instances, part_extent)
+    raw = depth_regions(depth_m, inside, fx_px, jump_px)
+    regions = _absorb_fragments(depth_m, inside, raw, min_points)
+    if part_size is not None:
+        regions = _reassign_fragments(depth_m, inside, points, raw, regions, min_points, part_size)
+        if regions.max() + 1 > instances:
+            regions = _bridge_occluded(points, regions, _occlusions(depth_m, inside, regions), instances, part_size.extent)
+        if regions.max() + 1 > instances:
+            regions = _islands_by_shape(depth_m, inside, points, regions, instances, part_size)
     labels = _largest_to_labels(points, regions, instances)
     pixels = np.flatnonzero(inside)
     # Fewer regions than instances: touching parts merged; split the one that spans the most.

@@ -50,6 +50,7 @@ from ..io import messages
 from ..io.errors import FrameError
 from ..model.observation import TooFewPointsError
 from ..model.perception import BinPerception, CheckpointError, load_checkpoint, save_checkpoint
+from ..model.seeds import describe_part_size
 from . import ros_messages
 from .common import Diagnostics, LatestSlot, StartupError, serve_latest, share_file, spin_node
 from .perception_params import BY_NAME, NODE_NAME, ParameterValueError, check_parameter
@@ -337,16 +338,16 @@ class PerceptionNode(Node):
             "size_mismatch",
         )
 
-    def _take_part_extent(self) -> None:
-        """A model trained from nothing takes the part's extent once the first frames have measured it."""
-        extent_m = self._training.part_extent_m
-        if extent_m is None:
+    def _take_part_size(self) -> None:
+        """A model trained from nothing takes the part's size once the first frames have measured it."""
+        size_m = self._training.part_size_m
+        if size_m is None:
             return
         with self._model_lock:  # the weights swapped in later keep it (InloopTraining.new_model copies the metadata)
-            if self._perception.part_extent_m is not None:
+            if self._perception.part_size_m is not None:
                 return
-            self._perception.part_extent_m = extent_m
-        self.get_logger().info(f"the part's extent, measured on the first frames: {1000 * extent_m:.1f} mm")
+            self._perception.part_size_m = size_m
+        self.get_logger().info(f"the part, measured on the first frames: {describe_part_size(size_m)}")
 
     def _work(self) -> None:
         serve_latest(self._slot, self._perceive, self.diagnostics, {TooFewPointsError: "too_few_points"})
@@ -360,7 +361,7 @@ class PerceptionNode(Node):
             segment_points_m = perception.normalization.to_metres(prediction.observation.points)
         if self._training is not None:
             self._training.offer(prediction.observation, frame)
-            self._take_part_extent()
+            self._take_part_size()
         head = msg.header
         self._poses.publish(ros_messages.pose_array(head, prediction.poses))
         self._labels.publish(ros_messages.image(head, prediction.labels, "mono16"))
