@@ -113,6 +113,34 @@ def test_an_upright_goes_to_the_part_whose_box_it_fits(upright_px):
     assert len(np.unique(labels[5:35, start : start + upright_px])) == 1
 
 
+def _crossing_bars(apart: bool) -> np.ndarray:
+    """Two bars 105 x 12 mm (1.5 mm a pixel): apart and parallel, or crossing with the second 1.8 mm above
+    the first where they cross, less than a jump (one region) but more than the tighter jumps part."""
+    depth = np.full((80, 100), np.nan)
+    depth[36:44, 5:75] = 0.300
+    if apart:
+        depth[56:64, 5:75] = 0.300
+    else:
+        depth[5:75, 36:44] = 0.2982
+    return depth
+
+
+def test_a_region_that_does_not_fit_the_parts_box_is_split():
+    depth = _crossing_bars(apart=True)
+    inside = np.isfinite(depth)
+    size_m = part_size(np.repeat(whole_part_sizes(depth, inside, backproject(depth, _camera(depth))[inside], 200.0, 2), 4, axis=0))
+    depth = _crossing_bars(apart=False)
+    left, right, top, bottom = (40, 10), (40, 70), (10, 40), (70, 40)
+    # Without the box, the cross is one region, halved at a tighter jump into the top bar and one end of the
+    # one below, whose other end then joins the nearest: the top bar.
+    labels = _seeds(depth, 2)
+    assert labels[left] != labels[right]
+    # The cross sticks out of a bar's box: split at tighter jumps into the top bar and the two ends of the
+    # one below, which then rejoin (both lie behind the top bar and together fit the part's extent).
+    labels = _seeds(depth, 2, part_size_m=size_m)
+    assert labels[left] == labels[right] != labels[top] == labels[bottom]
+
+
 def test_the_part_size_is_measured_from_frames_of_whole_parts():
     part = load_part("bolt")
     sizes = []

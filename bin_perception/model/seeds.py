@@ -13,7 +13,10 @@ steep face seen at a grazing angle). Then:
    Where the part's size is known, a sizeable fragment then moves to another
    region it touches if the two regions then fit the part's box better (a
    bracket's upright strip, which meets the next bracket's base without a
-   jump, back to its own base).
+   jump, back to its own base). And a region that does not fit the part's
+   box (two parts crossing where one slopes down onto the other without a
+   jump) is split in two at ever smaller jumps, and its halves in turn,
+   where the halves fit the box better.
 2. Where the part's size is known, pieces of one part that another part
    lying across it cuts apart are rejoined: two regions that both lie behind
    the same region and do not touch merge, the pair of smallest union first,
@@ -283,19 +286,62 @@ def _largest_to_labels(points: np.ndarray, regions: np.ndarray, instances: int) 
     return labels
 
 
-def _split_in_two(
-    depth_m: np.ndarray, pixels: np.ndarray, points: np.ndarray, fx_px: float, jump_px: float, min_points: float, seed: int
-) -> np.ndarray:
-    """0/1 halves of one seed: its two largest regions at the first smaller jump that gives two big enough;
-    else its second largest region at ``jump_px``; else K-means."""
-    member = np.zeros(depth_m.size, dtype=bool)
-    member[pixels] = True
-    member = member.reshape(depth_m.shape)
+def _pixel_mask(shape: tuple[int, int], pixels: np.ndarray) -> np.ndarray:
+    mask = np.zeros(shape[0] * shape[1], dtype=bool)
+    mask[pixels] = True
+    return mask.reshape(shape)
+
+
+def _tighter_halves(depth_m: np.ndarray, member: np.ndarray, points: np.ndarray, fx_px: float, jump_px: float, min_points: float) -> np.ndarray | None:
+    """0/1 halves of the ``member`` pixels' points: their two largest regions at the first smaller jump that
+    gives two of at least ``min_points``, the rest joining the nearest; None where no jump down to 0.17 of
+    ``jump_px`` does."""
     for attempt in range(1, _SPLIT_TRIES + 1):
         regions = depth_regions(depth_m, member, fx_px, jump_px * _SPLIT_SHRINK**attempt)
         sizes = np.bincount(regions)
         if len(sizes) > 1 and np.sort(sizes)[-2] >= min_points:
             return _largest_to_labels(points, regions, 2) - 1
+    return None
+
+
+def _split_misfits(
+    depth_m: np.ndarray, inside: np.ndarray, points: np.ndarray, regions: np.ndarray, fx_px: float, jump_px: float, min_points: float, size: PartSize
+) -> np.ndarray:
+    """``regions`` with every region that sticks out of the part's box split at tighter jumps, and its halves
+    in turn, where the halves stick out less by the margin (step 1 of the module's recipe)."""
+    box, margin = np.asarray(size.box), _BOX_MARGIN * size.extent
+    pixels = np.flatnonzero(inside)
+    regions = regions.copy()
+    # Half a fragment's size: the piece of a crossing part beyond the other may be small, but not a sliver.
+    smallest = 0.5 * min_points
+    pending = list(range(regions.max() + 1))
+    while pending:
+        region = pending.pop()
+        members = np.flatnonzero(regions == region)
+        if len(members) < 2 * smallest:
+            continue
+        excess = _box_excess(points[members], box)
+        if excess <= margin:
+            continue
+        halves = _tighter_halves(depth_m, _pixel_mask(depth_m.shape, pixels[members]), points[members], fx_px, jump_px, smallest)
+        if halves is None:
+            continue
+        first, second = members[halves == 0], members[halves == 1]
+        if _box_excess(points[first], box) + _box_excess(points[second], box) < excess - margin:
+            regions[second] = regions.max() + 1
+            pending += [region, regions.max()]
+    return regions
+
+
+def _split_in_two(
+    depth_m: np.ndarray, pixels: np.ndarray, points: np.ndarray, fx_px: float, jump_px: float, min_points: float, seed: int
+) -> np.ndarray:
+    """0/1 halves of one seed: its two largest regions at the first smaller jump that gives two big enough;
+    else its second largest region at ``jump_px``; else K-means."""
+    member = _pixel_mask(depth_m.shape, pixels)
+    halves = _tighter_halves(depth_m, member, points, fx_px, jump_px, min_points)
+    if halves is not None:
+        return halves
     # No two big regions: most likely one part and a sliver of another that it nearly hides. Halving
     # the part would cut a whole part in two; the sliver, if wrong, costs a few points.
     regions = depth_regions(depth_m, member, fx_px, jump_px)
@@ -403,6 +449,7 @@ def seed_labels(
     regions = _absorb_fragments(depth_m, inside, raw, min_points)
     if part_size is not None:
         regions = _reassign_fragments(depth_m, inside, points, raw, regions, min_points, part_size)
+        regions = _split_misfits(depth_m, inside, points, regions, fx_px, jump_px, min_points, part_size)
         if regions.max() + 1 > instances:
             regions = _bridge_occluded(points, regions, _occlusions(depth_m, inside, regions), instances, part_size.extent)
         if regions.max() + 1 > instances:
