@@ -28,7 +28,8 @@ from .render import best_channels, instance_ids, render, visible_scene
 from .seeds import PartSize, part_size
 from .segment import label_image, transfer_labels
 
-CHECKPOINT_FORMAT = 1
+# 2: the seeded method's part_size_m (extent and box) replaced part_extent_m, which still loads.
+CHECKPOINT_FORMAT = 2
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from ..baselines import baseline_label_image
 from ..config import load_config
 from ..io.atomic import write_text
 from ..metrics import label_image_scores
-from ..model.perception import load_checkpoint
+from ..model.perception import CHECKPOINT_FORMAT, load_checkpoint
 from ..sim.dataset import simulate_bag
 from ..viz import curves, segmentation_overlays
 from .collector import Result, collect
@@ -45,11 +45,12 @@ def cache_dir() -> Path:
 
 
 def demo_checkpoint(part: str, instances: int, scenes: int, train_minutes: float) -> Path:
-    """The cached demo model for this part, N and recipe; trained (atomically) if there is none."""
+    """The cached demo model for this part, N, recipe and checkpoint format; trained (atomically) if there is none."""
     from training.train_pose import train
 
     recipe = share_file("config", "train_cpu.yaml")
-    key = hashlib.sha256(f"{part}|{instances}|{scenes}|{train_minutes}|".encode() + recipe.read_bytes()).hexdigest()[:10]
+    key_text = f"{part}|{instances}|{scenes}|{train_minutes}|{CHECKPOINT_FORMAT}|"
+    key = hashlib.sha256(key_text.encode() + recipe.read_bytes()).hexdigest()[:10]
     run = cache_dir() / "demo" / f"{Path(part).stem}_n{instances}_{key}"
     checkpoint = run / "checkpoint.pt"
     if checkpoint.is_file():
