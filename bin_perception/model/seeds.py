@@ -76,8 +76,9 @@ _SIZEABLE_FRAGMENT = 0.05
 @dataclass(frozen=True)
 class PartSize:
     """The part as the seeds know it without a model, in the units of the points: ``extent``, its widest
-    projection, and ``box``, its spans along its principal axes, longest first. Measured on whole visible
-    parts (:func:`whole_part_sizes`, :func:`part_size`)."""
+    projection, and ``box``, its spans along its principal axes, longest first (each the side of the
+    uniform slab with the same second moment). Measured on whole visible parts (:func:`whole_part_sizes`,
+    :func:`part_size`)."""
 
     extent: float
     box: tuple[float, float, float]
