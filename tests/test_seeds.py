@@ -153,7 +153,7 @@ def test_the_part_size_is_measured_from_frames_of_whole_parts():
     measured_m = part_size(np.concatenate(sizes))
     diameter_m = np.linalg.norm(part.mesh.extents)  # the bounding box's diagonal bounds it from above
     # Measured on these scenes: extent 46.1 mm from 44 whole parts, against 46.7 mm between the bolt's
-    # farthest vertices; principal spans 45.2 x 15.0 x 12.6 mm.
+    # farthest vertices; principal spans 48.3 x 9.7 x 5.2 mm.
     assert 0.9 * 0.0467 < measured_m.extent <= diameter_m
     long, wide, deep = measured_m.box
     assert 0.9 * 0.0467 < long <= diameter_m and deep <= wide < 0.5 * long  # elongated
