@@ -2,7 +2,7 @@
 
 ``BinPerception`` holds everything a trained model needs at inference (the
 networks, the workspace, the normalisation, the model config and, for the
-seeded method, the part's measured extent) and saves to a weights-only
+seeded method, the part's measured size) and saves to a weights-only
 checkpoint with a JSON sidecar.
 """
 
@@ -179,8 +179,8 @@ class BinPerception(nn.Module):
             size = metadata["part_size_m"]
             perception.part_size_m = PartSize(float(size["extent"]), tuple(float(s) for s in size["box"]))
         elif metadata.get("part_extent_m"):
-            # Checkpoints from before the box measured only the extent: a cube of it, which the seeds'
-            # shape tests never prefer one region over another by.
+            # Checkpoints from before the box measured only the extent: a cube of it, so that the seeds'
+            # shape tests act only on a region that spreads wider than the whole extent.
             extent = float(metadata["part_extent_m"])
             perception.part_size_m = PartSize(extent, (extent, extent, extent))
         return perception
