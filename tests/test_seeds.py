@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import trimesh
 
 from bin_perception.baselines import kmeans_labels
 from bin_perception.config import Config, ModelConfig, TrainConfig
@@ -185,9 +186,13 @@ def test_seeded_training_and_evaluation(tmp_path):
     assert result.steps == 24
     # The seeds measured the part on the training frames (the bolt is 46.7 mm between its farthest points).
     assert 0.040 < result.perception.part_size_m.extent < 0.052
+    # The part fused from the training frames under the network's poses, beside the learned point set.
+    fused_m = np.asarray(trimesh.load(result.run_dir / "model_fused.ply").vertices)
+    assert len(fused_m) > 0 and np.ptp(fused_m, axis=0).max() < 0.2
     metrics = evaluate(str(bag), tmp_path / "report", str(result.run_dir / "checkpoint.pt"), baselines=("kmeans",), tune_frames=0)
     methods = metrics["methods"]
     assert set(methods) == {"ours", "ours_seeds", "kmeans"}
+    assert metrics["fused_model_fidelity_m"] > 0 and (tmp_path / "report" / "fused_model_vs_mesh.png").is_file()
     assert methods["ours_seeds"]["f1"] > methods["kmeans"]["f1"]
     assert methods["ours"]["f1"] > 0.6 and methods["ours"]["frames"] == 24
     # One part at a time: the same model perceives bins of another N.

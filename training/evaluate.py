@@ -30,7 +30,7 @@ from bin_perception.frame import Frame
 from bin_perception.io.atomic import write_text
 from bin_perception.io.bag import META_INSTANCES, META_SYMMETRY, BagReader
 from bin_perception.io.errors import BagError
-from bin_perception.metrics import chamfer_distance, model_fidelity, pairwise_scores, pose_errors
+from bin_perception.metrics import ModelFidelity, chamfer_distance, model_fidelity, pairwise_scores, pose_errors
 from bin_perception.model import BinPerception, CheckpointError, load_checkpoint
 from bin_perception.model.observation import Normalization, TooFewPointsError, observe
 from bin_perception.model.segment import transfer_labels
@@ -122,6 +122,7 @@ def evaluate(
     mesh = reader.part_mesh()
     symmetry = reader.custom_data.get(META_SYMMETRY, "none")
     fidelity = model_fidelity(perception.model_points_m(), mesh) if (perception and mesh is not None) else None
+    fused_fidelity = _fused_model_fidelity(Path(checkpoint).parent / "model_fused.ply", perception, mesh) if (perception and mesh is not None) else None
     mesh_points = trimesh.sample.sample_surface(mesh, 2000, seed=0)[0] if mesh is not None else None
 
     for frame in evaluation:
@@ -184,9 +185,10 @@ def evaluate(
         "tuning_frames": len(tuning),
         "baseline_params": {k: {p: float(v) for p, v in d.items()} for k, d in params.items()},
         "model_fidelity_m": fidelity.chamfer_m if fidelity else None,
+        "fused_model_fidelity_m": fused_fidelity.chamfer_m if fused_fidelity else None,
         "methods": summary,
     }
-    _write_report(Path(out), result, evaluation[: overlay_frames], overlays, perception, fidelity, mesh)
+    _write_report(Path(out), result, evaluation[: overlay_frames], overlays, perception, fidelity, mesh, fused_fidelity)
     return result
 
 
@@ -204,7 +206,21 @@ def _parts_of(
     return normalization.to_metres(obs.points), truth, obs
 
 
-def _write_report(out: Path, result: dict, frames: list[Frame], overlays: dict, perception, fidelity, mesh) -> None:
+def _fused_model_fidelity(path: Path, perception: BinPerception, mesh: trimesh.Trimesh) -> ModelFidelity | None:
+    """The fidelity of the run's fused model (``model_fused.ply``, written by ``train``), if it has one: drawn
+    down to the learned model's point count, so that the two compare point for point."""
+    if not path.is_file():
+        return None
+    points_m = np.asarray(trimesh.load(path, file_type="ply").vertices, dtype=np.float64)
+    count = len(perception.model_points_m())
+    if len(points_m) > count:
+        points_m = points_m[np.random.default_rng(0).choice(len(points_m), count, replace=False)]
+    return model_fidelity(points_m, mesh)
+
+
+def _write_report(
+    out: Path, result: dict, frames: list[Frame], overlays: dict, perception, fidelity, mesh, fused_fidelity=None
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "metrics.json", json.dumps(result, indent=1))
     lines = [
@@ -221,6 +237,8 @@ def _write_report(out: Path, result: dict, frames: list[Frame], overlays: dict, 
         lines.append(f"| {method} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {chamfer} | {m['ms_per_frame']:.1f} | {m['frames']} |")
     if result["model_fidelity_m"] is not None:
         lines += ["", f"Learned model to true mesh, chamfer after the best rigid alignment: {result['model_fidelity_m'] * 1000:.2f} mm."]
+    if result["fused_model_fidelity_m"] is not None:
+        lines += ["", f"Fused model (model_fused.ply, as many points) to true mesh, the same way: {result['fused_model_fidelity_m'] * 1000:.2f} mm."]
     ours = result["methods"].get("ours", {})
     if "rotation_error_deg" in ours:
         lines.append(
@@ -234,3 +252,5 @@ def _write_report(out: Path, result: dict, frames: list[Frame], overlays: dict, 
     if perception is not None and fidelity is not None:
         reference = trimesh.sample.sample_surface(mesh, 3000, seed=0)[0]
         model_views(fidelity.aligned_points, out / "model_vs_mesh.png", "learned model (colour) on the true mesh (grey)", reference)
+        if fused_fidelity is not None:
+            model_views(fused_fidelity.aligned_points, out / "fused_model_vs_mesh.png", "fused model (colour) on the true mesh (grey)", reference)

@@ -25,6 +25,7 @@ from ..io.atomic import replacing, write_text
 from .network import ObjectModel, PoseNet, seed_poses
 from .observation import Normalization, Observation, observe, subsample, whole_part_sizes_m
 from .render import best_channels, instance_ids, render, visible_scene
+from .fusion import fuse_views, views_in_model_frame
 from .seeds import PartSize, part_size
 from .segment import label_image, transfer_labels
 
@@ -107,6 +108,17 @@ class BinPerception(nn.Module):
         """The part's size in metres, from the frames where the seeds find N whole parts; None from too few."""
         sizes = [self.frame_part_sizes_m(f) for f in frames]
         return part_size(np.concatenate(sizes)) if sizes else None
+
+    @torch.no_grad()
+    def fused_model_m(self, frames: Iterable[Frame], voxel_m: float = 0.0015, min_views: int = 3) -> np.ndarray:
+        """The part's model in metres fused from ``frames``: each instance's points brought into the model's
+        frame by its predicted pose, kept where ``min_views`` views agree (:mod:`.fusion`)."""
+        views = []
+        for frame in frames:
+            prediction = self.predict(frame)
+            points_m = self.normalization.to_metres(prediction.observation.points)
+            views += views_in_model_frame(points_m, prediction.point_labels, prediction.poses)
+        return fuse_views(views, voxel_m, min_views)
 
     def forward(self, observations: list[Observation]) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotations (B, N, 3, 3) and translations (B, N, 3), model units, of B observed frames."""
