@@ -219,7 +219,7 @@ def _fused_model_fidelity(path: Path, perception: BinPerception, mesh: trimesh.T
 
 
 def _write_report(
-    out: Path, result: dict, frames: list[Frame], overlays: dict, perception, fidelity, mesh, fused_fidelity=None
+    out: Path, result: dict, frames: list[Frame], overlays: dict, perception, fidelity, mesh, fused_fidelity
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "metrics.json", json.dumps(result, indent=1))

@@ -24,7 +24,7 @@ import itertools
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -332,21 +332,21 @@ def train(
         checkpoint()
         write_model_ply(perception.model_points_m(), run_dir / "model.ply")
         model_views(perception.model_points_m(), snapshots / "model_final.png", f"after {step} steps")
-        write_fused_model(perception, (frames[i] for i in usable[:FUSION_FRAMES]), run_dir)
+        write_fused_model(perception, [frames[i] for i in usable[:FUSION_FRAMES]], run_dir)
         loss_curve(history, run_dir / "loss.png")
     return TrainResult(run_dir, step, epoch, loss_value, time.perf_counter() - start, perception)
 
 
-def write_fused_model(perception: BinPerception, frames: Iterable[Frame], run_dir: Path) -> Path | None:
+def write_fused_model(perception: BinPerception, frames: Sequence[Frame], run_dir: Path) -> Path | None:
     """``model_fused.ply`` and ``snapshots/model_fused.png``: the part fused from ``frames`` under the
     network's poses (:meth:`BinPerception.fused_model_m`); None where no voxel had enough views."""
     was_training = perception.training
-    fused_m = perception.eval().fused_model_m(tqdm(frames, desc="fuse the model", unit="frame", total=FUSION_FRAMES, leave=False))
+    fused_m = perception.eval().fused_model_m(tqdm(frames, desc="fuse the model", unit="frame", leave=False))
     perception.train(was_training)
     if len(fused_m) == 0:
         tqdm.write("the fused model is empty: no voxel was seen by enough views")
         return None
-    model_views(fused_m, run_dir / "snapshots" / "model_fused.png", f"fused from {FUSION_FRAMES} frames at most")
+    model_views(fused_m, run_dir / "snapshots" / "model_fused.png", f"fused from {len(frames)} frames")
     return write_model_ply(fused_m, run_dir / "model_fused.ply")
 
 
