@@ -59,7 +59,6 @@ class BagPlayer(Node):
 
     def __init__(self) -> None:
         super().__init__("bag_player")
-        # destroy_node runs even when start-up fails.
         self._stop = threading.Event()
         self._playback: threading.Thread | None = None
         self.declare_parameters("", [

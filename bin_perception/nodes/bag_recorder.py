@@ -65,7 +65,7 @@ class BagRecorder(Node):
         # rosbags' sqlite3 storage may only be used on the thread that opened it, and the executor
         # runs callbacks on any of its threads: every call into the bag goes through this one.
         self._bag_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bag_writer")
-        self._writer: BagWriter | None = None  # destroy_node runs even when start-up fails
+        self._writer: BagWriter | None = None
         self.declare_parameters("", [
             (name, default, ParameterDescriptor(description=description, read_only=True))
             for name, default, description in PARAMETERS

@@ -65,7 +65,6 @@ _DEFAULTS = {"model": "", "class_names": Parameter.Type.STRING_ARRAY, "backbone_
 class LowResClassifierNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
-        # First, so that destroy_node works on a node whose start-up failed.
         self._slot = LatestSlot()
         self._worker: threading.Thread | None = None
         values = {name: self._declare(name) for name in _DESCRIPTORS}

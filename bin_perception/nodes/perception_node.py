@@ -111,7 +111,6 @@ def _apply(perception: BinPerception, name: str, value: object) -> None:
 class PerceptionNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
-        # First, so that destroy_node works on a node whose start-up failed.
         self._slot = LatestSlot()
         self._worker: threading.Thread | None = None
         self._training: InloopTraining | None = None
