@@ -34,8 +34,8 @@ def spin_node(make_node: Callable[[], Node], executable: str, args: list[str] | 
 
     A :class:`StartupError` from ``make_node``, or rclpy's own refusal of a parameter value (a type,
     a range), becomes one line on stderr and ends the process with status 2, as a command-line tool
-    reports a bad flag. A node that started always runs ``destroy_node`` on the way out, so one that holds a file
-    (a bag being recorded) closes it.
+    reports a bad flag. A node that started always runs ``destroy_node`` on the way out, so one that
+    holds a file (a bag being recorded) closes it.
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.ALL)
     try:
