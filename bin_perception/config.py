@@ -130,6 +130,9 @@ class ModelConfig:
     gamma_step: float = 0.002  # growth of the softmin's gamma per iteration
     hpr_exponent: float | None = 2.9  # R = max|p| 10^exponent; null renders every point
     observed_points: int = 1024  # the observed cloud is subsampled to this many points
+    # seeded, aligned crops: the faces the parts rest on, for registering the fused model's views without
+    # the network (model.registration); 0 fuses them under the network's poses
+    registration_faces: int = 4
 
     def __post_init__(self) -> None:
         _require(self.method in METHODS, f"method {self.method!r}: expected one of {', '.join(METHODS)}")
@@ -145,6 +148,7 @@ class ModelConfig:
         _require(self.rotation_channels in (1, 2), "rotation_channels is 1 or 2")
         _require(self.channel_loss in ("softmin", "min"), "channel_loss is softmin or min")
         _require(self.observed_points >= 16, "observed_points must be at least 16")
+        _require(self.registration_faces >= 0, "registration_faces must be 0 (off) or a number of faces")
 
 
 @dataclass

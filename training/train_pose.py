@@ -338,15 +338,24 @@ def train(
 
 
 def write_fused_model(perception: BinPerception, frames: Sequence[Frame], run_dir: Path) -> Path | None:
-    """``model_fused.ply`` and ``snapshots/model_fused.png``: the part fused from ``frames`` under the
-    network's poses (:meth:`BinPerception.fused_model_m`); None where no voxel had enough views."""
+    """``model_fused.ply`` and ``snapshots/model_fused.png``: the part fused from the seeds' views of
+    ``frames``, registered without the network where they suffice (:meth:`BinPerception.registered_model_m`),
+    else under the network's poses (:meth:`BinPerception.fused_model_m`); None where no voxel had enough views."""
     was_training = perception.training
-    fused_m = perception.eval().fused_model_m(tqdm(frames, desc="fuse the model", unit="frame", leave=False))
-    perception.train(was_training)
+    perception.eval()
+    try:
+        registration = perception.registered_model_m(tqdm(frames, desc="register the model's views", unit="frame", leave=False))
+        fused_m, how = registration.model_m, f"registered from {len(registration.poses)} views of {len(frames)} frames"
+    except ValueError as reason:
+        tqdm.write(f"the fused model takes the network's poses: {reason}")
+        fused_m = perception.fused_model_m(tqdm(frames, desc="fuse the model", unit="frame", leave=False))
+        how = f"fused from {len(frames)} frames under the network's poses"
+    finally:
+        perception.train(was_training)
     if len(fused_m) == 0:
         tqdm.write("the fused model is empty: no voxel was seen by enough views")
         return None
-    model_views(fused_m, run_dir / "snapshots" / "model_fused.png", f"fused from {len(frames)} frames")
+    model_views(fused_m, run_dir / "snapshots" / "model_fused.png", how)
     return write_model_ply(fused_m, run_dir / "model_fused.ply")
 
 

@@ -1,0 +1,324 @@
+"""The part's model from the seeds' views alone: every view brought into one frame without the network.
+
+The network's poses put whichever face is up on the model's top (README, "Perception model"), so a model
+fused under them is a plate of one face. The depth crops, though, tell the faces apart: crops of the same
+face up look alike once turned to the seed's long axis (:mod:`.observation`), up to a half turn. So:
+
+1. **Faces.** The crops' nearest neighbours, under a distance that ignores a half turn of the crop, make a
+   graph; spectral clustering cuts it into ``faces`` clusters, one per face the parts come to rest on. In
+   each cluster the half turns are synchronised: the sign of each neighbour pair's better match, and the
+   leading eigenvector of the signed graph.
+2. **Face models.** In each cluster every view, turned by its crop's angle (and half turn) and centred, is
+   refined by trimmed ICP against the cluster's fusion, a few rounds; the views the fusion explains worst
+   (strays from other faces) are left out of the face's model, which is then sharp but one-sided.
+3. **Assembly.** Each face model, seen along its own viewing axis, declares empty the space in front of its
+   surface and outside its outline (a height map). Another face model, placed at one of the 24 axis-aligned
+   turns of its frame and any shift, must put no point there, and must leave none of this one's there
+   either, while touching it. All shifts are scored at once by FFT correlation of voxel grids. The best few
+   placements of each face against a reference face are combined, and the combination whose faces violate
+   each other's empty space least, over all pairs and references, wins.
+4. **Closing.** All views, posed through their face's placement, are refined by ICP against the closed
+   model's fusion, and every view is registered against it once more (24 turns of the model plus its
+   current pose, each refined by ICP, the best trimmed fit kept), so strays find their face.
+
+Nothing here reads ground truth; the views' poses are found up to one rigid motion of the whole, which is
+all a model needs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import fft, ndimage
+from scipy.sparse import csr_matrix
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
+from sklearn.cluster import SpectralClustering
+
+from .fusion import fuse_views
+
+# The 24 rotations that map the coordinate axes onto themselves (signed).
+_TURNS = Rotation.create_group("O").as_matrix()
+# ICP keeps the nearest 80 % of a view's matches: the rest are its seed's stray pixels or faces the model
+# does not have yet. Fits are scored on the same share.
+_TRIM = 0.8
+# A face's model keeps its cluster's best-explained views only: the clusters are about three-quarters pure.
+_FACE_KEEP = 0.7
+# The closed model is fused from the views that fit it best: the rest are as likely a wrong turn's.
+_MODEL_KEEP = 0.65
+# A placement must bring at least this share of its points within two voxels of the reference face's.
+_MIN_CONTACT = 0.05
+# Each face keeps this many of its best placements against a reference face for the joint choice.
+_PLACEMENTS_KEPT = 4
+# Grid voxels per radius of the largest face model: fine enough for its features, small enough for FFTs.
+_VOXELS_PER_RADIUS = 22
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Every view's pose in one model frame and the model they fuse to.
+
+    ``poses`` (V, 4, 4) camera_from_model in metres; ``fit_m`` (V,) each view's trimmed mean distance to
+    ``model_m`` (k, 3), the voxel centres that the best-fitting views agree on; ``faces`` (V,) each view's
+    face cluster."""
+
+    poses: np.ndarray
+    fit_m: np.ndarray
+    model_m: np.ndarray
+    faces: np.ndarray
+
+
+def _pose(R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    pose = np.eye(4)
+    pose[:3, :3], pose[:3, 3] = R, t
+    return pose
+
+
+def _in_model(points: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    return (points - pose[:3, 3]) @ pose[:3, :3]
+
+
+def _turn_about_z(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def icp(points: np.ndarray, pose: np.ndarray, model_tree: cKDTree, model: np.ndarray, iterations: int = 8) -> tuple[np.ndarray, float]:
+    """``pose`` (camera_from_model) of ``points`` (camera frame) refined by trimmed point-to-point ICP
+    against ``model``, and the trimmed mean distance there."""
+    R, t = pose[:3, :3], pose[:3, 3]
+    for _ in range(iterations):
+        distance, nearest = model_tree.query((points - t) @ R)
+        kept = distance <= np.quantile(distance, _TRIM)
+        a, b = model[nearest[kept]], points[kept]
+        a_mean, b_mean = a.mean(0), b.mean(0)
+        U, _, Vt = np.linalg.svd((a - a_mean).T @ (b - b_mean))
+        R = Vt.T @ np.diag([1.0, 1.0, np.sign(np.linalg.det(Vt.T @ U.T))]) @ U.T
+        t = b_mean - R @ a_mean
+    distance = np.sort(model_tree.query((points - t) @ R)[0])
+    return _pose(R, t), float(distance[: max(1, int(_TRIM * len(distance)))].mean())
+
+
+def face_clusters(crops: np.ndarray, faces: int, neighbours: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Each crop's face cluster (V,) and whether it is half-turned (V,) against its cluster.
+
+    ``crops`` (V, S, S) are the seeds' height crops turned to their long axes."""
+    count = len(crops)
+    flat = crops.reshape(count, -1).astype(np.float64)
+    turned = np.rot90(crops, 2, axes=(1, 2)).reshape(count, -1).astype(np.float64)
+    norms = (flat**2).sum(1)
+    straight = norms[:, None] + norms[None] - 2 * flat @ flat.T
+    half_turned = norms[:, None] + norms[None] - 2 * flat @ turned.T
+    distance = np.minimum(straight, half_turned)
+    np.fill_diagonal(distance, np.inf)
+    nearest = np.argsort(distance, axis=1)[:, :neighbours]
+    rows = np.repeat(np.arange(count), neighbours)
+    graph = csr_matrix((np.ones(count * neighbours), (rows, nearest.ravel())), shape=(count, count))
+    graph = ((graph + graph.T) > 0).astype(np.float64)
+    # A dense similarity mixes faces (their crops differ by less than a part's pose spread); the
+    # neighbour graph does not, and 'discretize' is steadier than k-means on its embedding.
+    labels = SpectralClustering(faces, affinity="precomputed", random_state=seed, assign_labels="discretize").fit_predict(graph)
+    signs = np.zeros((count, count))
+    for i, j in zip(rows, nearest.ravel()):
+        if labels[i] == labels[j]:
+            signs[i, j] = signs[j, i] = 1.0 if straight[i, j] <= half_turned[i, j] else -1.0
+    flipped = np.zeros(count, bool)
+    for face in range(faces):
+        members = np.flatnonzero(labels == face)
+        if len(members) > 1:
+            leading = np.linalg.eigh(signs[np.ix_(members, members)])[1][:, -1]
+            flipped[members] = leading < 0
+    return labels, flipped
+
+
+@dataclass(frozen=True)
+class _FaceModel:
+    members: np.ndarray  # indices of the cluster's views
+    poses: np.ndarray  # (len(members), 4, 4) camera_from_face
+    points: np.ndarray  # (k, 3) the face's model, viewing axis +z, long axis x, centred
+
+
+def _face_model(views: Sequence[np.ndarray], angles: np.ndarray, members: np.ndarray, voxel_m: float, rounds: int) -> _FaceModel:
+    poses = np.stack([_pose(_turn_about_z(angles[i]), views[i].mean(0)) for i in members])
+    for _ in range(rounds):
+        model = fuse_views([_in_model(views[i], p) for i, p in zip(members, poses)], voxel_m, 3)
+        if len(model) < 4:
+            raise ValueError(f"register_views: the {len(members)} views of one face agree on too little to register")
+        tree = cKDTree(model)
+        poses = np.stack([icp(views[i], p, tree, model)[0] for i, p in zip(members, poses)])
+    fits = np.array([icp(views[i], p, tree, model, iterations=0)[1] for i, p in zip(members, poses)])
+    kept = fits <= np.quantile(fits, _FACE_KEEP)
+    points = fuse_views([_in_model(views[i], p) for i, p, k in zip(members, poses, kept) if k], voxel_m, 4)
+    # The face's own frame: its centroid, its outline's long axis on x (about the viewing axis, z).
+    centre = points.mean(0)
+    long_axis = np.linalg.eigh(np.cov((points[:, :2] - centre[:2]).T))[1][:, -1]
+    canonical = _pose(_turn_about_z(np.arctan2(long_axis[1], long_axis[0])), centre)  # face_from_canonical
+    return _FaceModel(members, poses @ canonical, _in_model(points, canonical))
+
+
+class _EmptySpace:
+    """What one face model, seen along its viewing axis (+z), says is empty: the space in front of its
+    surface (by more than ``margin_m``) and outside its outline."""
+
+    def __init__(self, points: np.ndarray, cell_m: float, margin_m: float):
+        self.cell_m, self.margin_m = cell_m, margin_m
+        self.origin = points[:, :2].min(0) - 5 * cell_m
+        cells = np.floor((points[:, :2] - self.origin) / cell_m).astype(int)
+        shape = cells.max(0) + 6
+        surface = np.full(shape, np.inf)
+        np.minimum.at(surface, (cells[:, 0], cells[:, 1]), points[:, 2])
+        seen = np.isfinite(surface)
+        outline = ndimage.binary_fill_holes(ndimage.binary_closing(seen, iterations=2))
+        # Cells inside the outline that no point fell in take their neighbours' nearest surface.
+        for _ in range(4):
+            grown = ndimage.minimum_filter(np.where(np.isfinite(surface), surface, np.inf), 3)
+            surface = np.where(np.isfinite(surface), surface, grown)
+        self.outline = ndimage.binary_dilation(outline, iterations=1)
+        self.surface = np.where(self.outline & np.isfinite(surface), surface, -np.inf)
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        """Whether each of ``points`` (n, 3), in the face's frame, lies in its empty space."""
+        cells = np.floor((points[:, :2] - self.origin) / self.cell_m).astype(int)
+        inside = np.flatnonzero((cells >= 0).all(1) & (cells < self.outline.shape).all(1))
+        empty = np.ones(len(points), bool)
+        row, col = cells[inside, 0], cells[inside, 1]
+        empty[inside] = ~self.outline[row, col] | (points[inside, 2] < self.surface[row, col] - self.margin_m)
+        return empty
+
+
+class _Grid:
+    """A cube of voxels centred at the origin, and FFT correlation over all shifts within ``reach``."""
+
+    def __init__(self, voxel_m: float, half_voxels: int, reach_voxels: int):
+        self.voxel_m, self.half, self.reach = voxel_m, half_voxels, reach_voxels
+        self.size = 2 * half_voxels
+        axis = (np.arange(self.size) - half_voxels + 0.5) * voxel_m
+        self.centres = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+        # Shifts within reach never wrap a grid this long onto itself: no need to double it.
+        self.padded = (fft.next_fast_len(self.size + reach_voxels, real=True),) * 3
+
+    def occupancy(self, points: np.ndarray) -> np.ndarray:
+        index = np.floor(points / self.voxel_m).astype(int) + self.half
+        inside = ((index >= 0) & (index < self.size)).all(1)
+        grid = np.zeros((self.size,) * 3)
+        np.add.at(grid, tuple(index[inside].T), 1.0)
+        return grid
+
+    def spectrum(self, grid: np.ndarray) -> np.ndarray:
+        return fft.rfftn(grid, self.padded, axes=(0, 1, 2), workers=-1)
+
+    def correlate(self, a_spectrum: np.ndarray, b_spectrum: np.ndarray) -> np.ndarray:
+        """c[t] = sum_p a[p] b[p + t], for shifts t within ``reach`` voxels (index ``reach`` = no shift)."""
+        c = fft.irfftn(np.conj(a_spectrum) * b_spectrum, self.padded, axes=(0, 1, 2), workers=-1)
+        c = np.roll(c, self.reach, axis=(0, 1, 2))
+        span = 2 * self.reach + 1
+        return c[:span, :span, :span]
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """A reference face's grids, as spectra: its empty space, its points, and the voxels near them."""
+
+    empty: np.ndarray
+    points: np.ndarray
+    near: np.ndarray
+    count: int
+
+    @classmethod
+    def of(cls, face: _FaceModel, empty: _EmptySpace, grid: _Grid) -> _Reference:
+        occupied = grid.occupancy(face.points)
+        near = ndimage.binary_dilation(occupied > 0, iterations=2).astype(np.float64)
+        return cls(grid.spectrum(empty(grid.centres).reshape((grid.size,) * 3).astype(np.float64)), grid.spectrum(occupied), grid.spectrum(near), len(face.points))
+
+
+def _placements(reference: _Reference, other: _FaceModel, other_empty_space: _EmptySpace, grid: _Grid) -> list[tuple[float, np.ndarray]]:
+    """The best placements (score, reference_from_other) of ``other``'s face model against the reference face."""
+    found = []
+    for turn in _TURNS:
+        occupied = grid.spectrum(grid.occupancy(other.points @ turn.T))
+        # Other's empty space at grid point g of the reference frame, before the shift: empty(turn^T g).
+        other_empty = grid.spectrum(other_empty_space(grid.centres @ turn).reshape((grid.size,) * 3).astype(np.float64))
+        violation = grid.correlate(occupied, reference.empty) / len(other.points) + grid.correlate(other_empty, reference.points) / reference.count
+        contact = grid.correlate(occupied, reference.near) / len(other.points)
+        score = np.where(contact >= _MIN_CONTACT, violation, np.inf)
+        best = np.unravel_index(np.argmin(score), score.shape)
+        if np.isfinite(score[best]):
+            found.append((float(score[best]), _pose(turn, (np.array(best) - grid.reach) * grid.voxel_m)))
+    found.sort(key=lambda placement: placement[0])
+    return found[:_PLACEMENTS_KEPT]
+
+
+def _mutual_violation(faces: list[_FaceModel], empty: list[_EmptySpace], placement: dict[int, np.ndarray]) -> float:
+    total = 0.0
+    for a, b in itertools.combinations(placement, 2):
+        b_from_a = np.linalg.inv(placement[b]) @ placement[a]
+        a_from_b = np.linalg.inv(b_from_a)
+        total += empty[b](faces[a].points @ b_from_a[:3, :3].T + b_from_a[:3, 3]).mean()
+        total += empty[a](faces[b].points @ a_from_b[:3, :3].T + a_from_b[:3, 3]).mean()
+    return total
+
+
+def assemble(faces: list[_FaceModel], voxel_m: float) -> list[np.ndarray]:
+    """Each face model's placement (4, 4) in one frame (model_from_face), chosen as the module describes."""
+    radius = max(float(np.linalg.norm(f.points, axis=1).max()) for f in faces)
+    grid_voxel = radius / _VOXELS_PER_RADIUS
+    grid = _Grid(grid_voxel, int(np.ceil(2.05 * _VOXELS_PER_RADIUS)), _VOXELS_PER_RADIUS)
+    empty = [_EmptySpace(f.points, voxel_m, 1.3 * voxel_m) for f in faces]
+    best_score, best = np.inf, None
+    for ref in range(len(faces)):
+        others = [o for o in range(len(faces)) if o != ref]
+        reference = _Reference.of(faces[ref], empty[ref], grid)
+        options = [_placements(reference, faces[o], empty[o], grid) for o in others]
+        for choice in itertools.product(*options):
+            placement = {ref: np.eye(4)} | {o: pose for o, (_, pose) in zip(others, choice)}
+            score = _mutual_violation(faces, empty, placement)
+            if score < best_score:
+                best_score, best = score, placement
+    if best is None:
+        raise ValueError("no placement of the face models touches another: too few views per face")
+    return [best[face] for face in range(len(faces))]
+
+
+def register_views(
+    views_m: Sequence[np.ndarray],
+    crops: np.ndarray,
+    angles: np.ndarray,
+    faces: int = 4,
+    voxel_m: float = 0.0015,
+    rounds: int = 6,
+) -> Registration:
+    """Every view's pose in one model frame, without the network (see the module's steps).
+
+    ``views_m``: each seed's points (n_i, 3) in the camera frame, metres; ``crops`` (V, S, S) and
+    ``angles`` (V,) radians: its height crop turned to its long axis, and that turn."""
+    if len(views_m) != len(crops) or len(crops) != len(angles):
+        raise ValueError(f"register_views: {len(views_m)} views, {len(crops)} crops and {len(angles)} angles must agree")
+    if len(views_m) < 8 * faces:
+        raise ValueError(f"register_views: {len(views_m)} views are too few for {faces} faces (need {8 * faces})")
+    labels, flipped = face_clusters(crops, faces)
+    angles = np.asarray(angles, np.float64) + np.pi * flipped
+    face_models = [_face_model(views_m, angles, np.flatnonzero(labels == face), voxel_m, rounds) for face in range(faces)]
+    placements = assemble(face_models, voxel_m)
+    poses: list[np.ndarray | None] = [None] * len(views_m)
+    for face, placement in zip(face_models, placements):
+        for i, pose in zip(face.members, face.poses):
+            poses[i] = pose @ np.linalg.inv(placement)
+    model = fuse_views([_in_model(v, p) for v, p in zip(views_m, poses)], voxel_m, 3)
+    for _ in range(2):
+        tree = cKDTree(model)
+        poses = [icp(v, p, tree, model)[0] for v, p in zip(views_m, poses)]
+        model = fuse_views([_in_model(v, p) for v, p in zip(views_m, poses)], voxel_m, 3)
+    centre = model.mean(0)
+    axes = np.linalg.svd(model - centre, full_matrices=False)[2].T
+    fits = np.zeros(len(views_m))
+    for _ in range(2):
+        tree = cKDTree(model)
+        for i, (view, pose) in enumerate(zip(views_m, poses)):
+            starts = [pose] + [_pose(pose[:3, :3] @ axes @ turn @ axes.T, pose[:3, :3] @ (centre - axes @ turn @ axes.T @ centre) + pose[:3, 3]) for turn in _TURNS]
+            poses[i], fits[i] = min((icp(view, start, tree, model) for start in starts), key=lambda found: found[1])
+        kept = fits <= np.quantile(fits, _MODEL_KEEP)
+        model = fuse_views([_in_model(v, p) for v, p, k in zip(views_m, poses, kept) if k], voxel_m, 3)
+    return Registration(np.stack(poses), fits, model, labels)
