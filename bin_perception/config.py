@@ -169,6 +169,9 @@ class TrainConfig:
     snapshot_every_epochs: int = 10  # PNG of the model forming
     checkpoint_every_s: float = 300.0
     threads: int | None = None  # torch intra-op threads; null: torch's default
+    # after training, epochs of teaching the network the poses of the registered views (training.self_training);
+    # 0 leaves the network and its model as trained
+    registration_epochs: int = 30
 
     def __post_init__(self) -> None:
         _require(self.optimizer in OPTIMIZERS, f"optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
@@ -177,6 +180,7 @@ class TrainConfig:
         for name in ("lr_decay_epochs", "batch_size", "epochs", "snapshot_every_epochs"):
             _require(getattr(self, name) >= 1, f"{name} must be at least 1")
         _require(self.scenes is None or self.scenes >= 1, "scenes must be at least 1")
+        _require(self.registration_epochs >= 0, "registration_epochs must be at least 0")
 
 
 @dataclass

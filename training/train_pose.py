@@ -41,6 +41,7 @@ from bin_perception.io.errors import BagError
 from bin_perception.frame import Frame
 from bin_perception.model import BinPerception, CheckpointError, load_checkpoint, save_checkpoint
 from bin_perception.model.observation import Observation, TooFewPointsError, subsample
+from bin_perception.model.registration import Registration
 from bin_perception.model.render import scene_loss
 from bin_perception.model.seeds import describe_part_size
 from bin_perception.viz import loss_curve, model_views
@@ -49,6 +50,7 @@ from .cache import CachedFrames, open_frames
 from .data import iter_frames, resolve_workspace
 from .distributed import Cluster, data_parallel, init_from_env, mean_over_ranks, shutdown
 from .export import write_model_ply
+from .self_training import SeedViews, adopt_registration, register_seed_views
 
 LOG_COLUMNS = ["step", "epoch", "loss", "elapsed_s"]
 # The fused model (model_fused.ply) is made from this many training frames at most (one prediction each).
@@ -329,29 +331,40 @@ def train(
                     model_views(perception.model_points_m(), snapshots / f"model_epoch_{epoch:04d}.png", f"epoch {epoch}")
         bar.close()
     if cluster.is_main:
+        fusion_frames = [frames[i] for i in usable[:FUSION_FRAMES]]
+        registered = _registered_views(perception, fusion_frames)
+        if registered and train_config.registration_epochs:
+            losses = adopt_registration(perception, *registered, train_config.registration_epochs, seed=train_config.seed)
+            tqdm.write(f"X is the registered model, and the network learned its poses: loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} epochs")
         checkpoint()
         write_model_ply(perception.model_points_m(), run_dir / "model.ply")
         model_views(perception.model_points_m(), snapshots / "model_final.png", f"after {step} steps")
-        write_fused_model(perception, [frames[i] for i in usable[:FUSION_FRAMES]], run_dir)
+        write_fused_model(perception, fusion_frames, run_dir, registered[0] if registered else None)
         loss_curve(history, run_dir / "loss.png")
     return TrainResult(run_dir, step, epoch, loss_value, time.perf_counter() - start, perception)
 
 
-def write_fused_model(perception: BinPerception, frames: Sequence[Frame], run_dir: Path) -> Path | None:
-    """``model_fused.ply`` and ``snapshots/model_fused.png``: the part fused from the seeds' views of
-    ``frames``, registered without the network where they suffice (:meth:`BinPerception.registered_model_m`),
-    else under the network's poses (:meth:`BinPerception.fused_model_m`); None where no voxel had enough views."""
-    was_training = perception.training
-    perception.eval()
+def _registered_views(perception: BinPerception, frames: Sequence[Frame]) -> tuple[Registration, SeedViews] | None:
+    """The seeds' views of ``frames`` registered without the network, or None (and why) where they cannot be."""
     try:
-        registration = perception.registered_model_m(tqdm(frames, desc="register the model's views", unit="frame", leave=False))
-        fused_m, how = registration.model_m, f"registered from {len(registration.poses)} views of {len(frames)} frames"
+        return register_seed_views(perception, frames)
     except ValueError as reason:
-        tqdm.write(f"the fused model takes the network's poses: {reason}")
-        fused_m = perception.fused_model_m(tqdm(frames, desc="fuse the model", unit="frame", leave=False))
-        how = f"fused from {len(frames)} frames under the network's poses"
-    finally:
+        tqdm.write(f"the views are not registered, so the fused model takes the network's poses: {reason}")
+        return None
+
+
+def write_fused_model(perception: BinPerception, frames: Sequence[Frame], run_dir: Path, registration: Registration | None = None) -> Path | None:
+    """``model_fused.ply`` and ``snapshots/model_fused.png``: the part fused from the seeds' views of
+    ``frames``, by ``registration`` where given (centred, as the learned model is once it adopts it), else
+    under the network's poses (:meth:`BinPerception.fused_model_m`); None where no voxel had enough views."""
+    if registration is not None:
+        fused_m = registration.model_m - registration.model_m.mean(0)
+        how = f"registered from {len(registration.poses)} views of {len(frames)} frames"
+    else:
+        was_training = perception.training
+        fused_m = perception.eval().fused_model_m(tqdm(frames, desc="fuse the model", unit="frame", leave=False))
         perception.train(was_training)
+        how = f"fused from {len(frames)} frames under the network's poses"
     if len(fused_m) == 0:
         tqdm.write("the fused model is empty: no voxel was seen by enough views")
         return None

@@ -26,17 +26,11 @@ from .network import ObjectModel, PoseNet, seed_poses
 from .observation import Normalization, Observation, observe, subsample, whole_part_sizes_m
 from .render import best_channels, instance_ids, render, visible_scene
 from .fusion import fuse_views, views_in_model_frame
-from .registration import Registration, register_views
 from .seeds import PartSize, part_size
 from .segment import label_image, transfer_labels
 
 # 2: the seeded method's part_size_m (extent and box) replaced part_extent_m, which still loads.
 CHECKPOINT_FORMAT = 2
-# A seed of fewer points is a sliver, not a view of the part.
-_MIN_VIEW_POINTS = 30
-# Fewer views per face than this leave the face clusters and their models too thin to assemble (on the
-# table's housing, 60 frames of 3 parts did not; 150 did: README, "Perception model").
-_MIN_VIEWS_PER_FACE = 80
 
 
 @dataclass(frozen=True)
@@ -125,35 +119,6 @@ class BinPerception(nn.Module):
             points_m = self.normalization.to_metres(prediction.observation.points)
             views += views_in_model_frame(points_m, prediction.point_labels, prediction.poses)
         return fuse_views(views, voxel_m, min_views)
-
-    @torch.no_grad()
-    def registered_model_m(self, frames: Iterable[Frame], voxel_m: float = 0.0015, points_per_view: int = 300) -> Registration:
-        """The part's model in metres from ``frames`` with every seed's view registered without the network
-        (:mod:`.registration`); needs the seeded method with aligned crops. Each view is drawn down to
-        ``points_per_view`` points. Raises ValueError where the views are too few to register."""
-        config = self.config
-        if not (self.seeded and config.align_crops and config.registration_faces):
-            raise ValueError("registration needs method seeded, align_crops and registration_faces > 0")
-        rng = np.random.default_rng(0)
-        views, crops, angles = [], [], []
-        for frame in frames:
-            prediction = self.predict(frame)
-            observation = prediction.observation
-            points_m = self.normalization.to_metres(observation.points)
-            for instance in range(1, self.instances + 1):
-                own = points_m[prediction.point_labels == instance]
-                if len(own) < _MIN_VIEW_POINTS:
-                    continue
-                if len(own) > points_per_view:
-                    own = own[rng.choice(len(own), points_per_view, replace=False)]
-                views.append(own)
-                crops.append(observation.crops[instance - 1])
-                angles.append(observation.angles[instance - 1])
-        if len(views) < _MIN_VIEWS_PER_FACE * config.registration_faces:
-            raise ValueError(
-                f"{len(views)} views are too few to register {config.registration_faces} faces (need {_MIN_VIEWS_PER_FACE} per face)"
-            )
-        return register_views(views, np.stack(crops), np.asarray(angles), config.registration_faces, voxel_m)
 
     def forward(self, observations: list[Observation]) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotations (B, N, 3, 3) and translations (B, N, 3), model units, of B observed frames."""

@@ -28,6 +28,7 @@ all a model needs.
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -120,7 +121,10 @@ def face_clusters(crops: np.ndarray, faces: int, neighbours: int = 10, seed: int
     graph = ((graph + graph.T) > 0).astype(np.float64)
     # A dense similarity mixes faces (their crops differ by less than a part's pose spread); the
     # neighbour graph does not, and 'discretize' is steadier than k-means on its embedding.
-    labels = SpectralClustering(faces, affinity="precomputed", random_state=seed, assign_labels="discretize").fit_predict(graph)
+    with warnings.catch_warnings():
+        # Faces that share no neighbours leave the graph in pieces: that is what the clustering finds.
+        warnings.filterwarnings("ignore", message="Graph is not fully connected")
+        labels = SpectralClustering(faces, affinity="precomputed", random_state=seed, assign_labels="discretize").fit_predict(graph)
     signs = np.zeros((count, count))
     for i, j in zip(rows, nearest.ravel()):
         if labels[i] == labels[j]:

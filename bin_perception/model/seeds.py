@@ -185,6 +185,12 @@ def _joined_regions(depth_m: np.ndarray, inside: np.ndarray, fx_px: float, jump_
     return _absorb_fragments(depth_m, inside, depth_regions(depth_m, inside, fx_px, jump_px), min_points)
 
 
+def widest_projection(points: np.ndarray) -> float:
+    """The widest projection of ``points`` (n, 3) on the extent directions (within 10 % of their
+    diameter): the extent of :class:`PartSize`, for one cloud."""
+    return float(np.ptp(points.astype(np.float64) @ _DIRECTIONS.T, axis=0).max())
+
+
 def _projection_bounds(points: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each region's lowest and highest projection on the extent directions, (R, 13) each."""
     count = regions.max() + 1

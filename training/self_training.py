@@ -1,0 +1,147 @@
+"""After training, the network learns the frame of a model that is the part.
+
+Eq. 4.1 lets the network put whichever face is up on its model's top, so the learned point set of an
+asymmetric part settles as a plate of one face (README, "Perception model"). The seeds' views, registered
+into one frame without the network (:mod:`bin_perception.model.registration`), fuse to the whole part. So:
+that fused model becomes the learned model X, and the network is fine-tuned, X held, to give each seed the
+pose the registration found for it (the mean distance between X's points under the two poses: every
+point has one place to go, so the loss has no other minimum to fall into). The poses come from the user's own depth images, so this stays
+unsupervised: self-training on the registration's poses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from bin_perception.frame import Frame
+from bin_perception.model import BinPerception
+from bin_perception.model.network import seed_poses
+from bin_perception.model.registration import Registration, register_views
+from bin_perception.model.seeds import widest_projection
+
+# A seed of fewer points is a sliver, not a view of the part.
+MIN_VIEW_POINTS = 30
+# Fewer views per face than this leave the face clusters and their models too thin to assemble (on the
+# table's housing, 60 frames of 3 parts did not; 150 did: README, "Perception model").
+MIN_VIEWS_PER_FACE = 80
+# The network learns the poses of the views that fit the registered model best: the rest are as likely
+# a wrong turn's.
+_TRUSTED_VIEWS = 0.8
+# A registered model wider than this share of the part's measured extent has faces placed apart: on the
+# table's runs the housing's spans 1.00 of it, the bolt's (whose views show no four faces) far more.
+_EXTENT_SLACK = 1.15
+# X under the two poses is compared on this many of its points.
+_LOSS_POINTS = 256
+
+
+@dataclass(frozen=True)
+class SeedViews:
+    """Every seed of some frames: its points (metres, camera frame), aligned crop, crop turn (radians) and
+    centroid (model units), the frame it is in (index into the frames given) and its instance id."""
+
+    points_m: list[np.ndarray]
+    crops: np.ndarray
+    angles: np.ndarray
+    centres: np.ndarray
+    frames: np.ndarray
+    instances: np.ndarray
+
+
+@torch.no_grad()
+def seed_views(perception: BinPerception, frames: Sequence[Frame], points_per_view: int = 300) -> SeedViews:
+    """The seeds of ``frames`` as :class:`SeedViews`, each drawn down to ``points_per_view`` points."""
+    rng = np.random.default_rng(0)
+    points, crops, angles, centres, frame_ids, instances = [], [], [], [], [], []
+    for index, frame in enumerate(frames):
+        prediction = perception.predict(frame)
+        observation = prediction.observation
+        points_m = perception.normalization.to_metres(observation.points)
+        for instance in range(1, perception.instances + 1):
+            own = points_m[prediction.point_labels == instance]
+            if len(own) < MIN_VIEW_POINTS:
+                continue
+            if len(own) > points_per_view:
+                own = own[rng.choice(len(own), points_per_view, replace=False)]
+            points.append(own)
+            crops.append(observation.crops[instance - 1])
+            angles.append(observation.angles[instance - 1])
+            centres.append(observation.centres[instance - 1])
+            frame_ids.append(index)
+            instances.append(instance)
+    return SeedViews(points, np.asarray(crops), np.asarray(angles), np.asarray(centres), np.asarray(frame_ids), np.asarray(instances))
+
+
+def register_seed_views(perception: BinPerception, frames: Sequence[Frame]) -> tuple[Registration, SeedViews]:
+    """The seeds' views of ``frames`` registered into one frame; ValueError where the method or the
+    views do not allow it (the thesis's method, unaligned crops, or too few views)."""
+    config = perception.config
+    if not (perception.seeded and config.align_crops and config.registration_faces):
+        raise ValueError("registering the views needs method seeded, align_crops and registration_faces > 0")
+    needed = MIN_VIEWS_PER_FACE * config.registration_faces
+    if len(frames) * perception.instances < needed:
+        raise ValueError(f"{len(frames)} frames of {perception.instances} parts are too few views to register {config.registration_faces} faces (need {needed})")
+    was_training = perception.training
+    perception.eval()
+    try:
+        views = seed_views(perception, tqdm(frames, desc="collect the seeds' views", unit="frame", leave=False))
+    finally:
+        perception.train(was_training)
+    if len(views.points_m) < needed:
+        raise ValueError(f"{len(views.points_m)} views are too few to register {config.registration_faces} faces (need {needed})")
+    registration = register_views(views.points_m, views.crops, views.angles, config.registration_faces)
+    if perception.part_size_m is not None:
+        extent_m, measured_m = widest_projection(registration.model_m), perception.part_size_m.extent
+        if extent_m > _EXTENT_SLACK * measured_m:
+            raise ValueError(
+                f"the registered model spans {1000 * extent_m:.1f} mm, wider than the part the seeds measured "
+                f"({1000 * measured_m:.1f} mm): its faces did not assemble into one part"
+            )
+    return registration, views
+
+
+def adopt_registration(
+    perception: BinPerception, registration: Registration, views: SeedViews, epochs: int, batch_size: int = 32, lr: float = 1e-4, seed: int = 0
+) -> list[float]:
+    """Make the registered model X (centred, drawn to X's size) and fine-tune the network, X held, to the
+    registration's poses of the best-fitting views; returns each epoch's mean loss (model units)."""
+    normalization = perception.normalization
+    centre_m = registration.model_m.mean(0)
+    rng = np.random.default_rng(seed)
+    count = len(perception.object_model.points)
+    drawn = rng.choice(len(registration.model_m), count, replace=len(registration.model_m) < count)
+    with torch.no_grad():
+        perception.object_model.points.copy_(torch.from_numpy((registration.model_m[drawn] - centre_m) / normalization.scale_m))
+    trusted = np.flatnonzero(registration.fit_m <= np.quantile(registration.fit_m, _TRUSTED_VIEWS))
+    # The registration's poses of the centred model, in model units: p = R x + (t + R c - centre) / scale.
+    rotations = torch.from_numpy(registration.poses[trusted, :3, :3]).float()
+    translations_m = registration.poses[trusted, :3, 3] + registration.poses[trusted, :3, :3] @ centre_m
+    translations = torch.from_numpy(normalization.to_model(translations_m)).float()
+    crops = torch.from_numpy(views.crops[trusted])[:, None].float()
+    angles = torch.from_numpy(views.angles[trusted]).float()
+    centres = torch.from_numpy(views.centres[trusted]).float()
+    model = perception.object_model.points.detach()
+    optimizer = torch.optim.Adam(perception.net.parameters(), lr=lr)
+    # The batch norms keep the statistics they were trained with: updating them from these few, fast-moving
+    # steps left inference (which reads them) far behind the training loss.
+    perception.eval()
+    losses = []
+    generator = torch.Generator().manual_seed(seed)
+    for _ in tqdm(range(epochs), desc="learn the registered poses", unit="epoch", leave=False):
+        total = 0.0
+        for batch in torch.randperm(len(trusted), generator=generator).split(batch_size):
+            points = model[torch.randperm(len(model), generator=generator)[:_LOSS_POINTS]]
+            predicted_R, offsets = seed_poses(perception.net, crops[batch], angles[batch])
+            predicted = points @ predicted_R.transpose(1, 2) + (offsets + centres[batch])[:, None]
+            target = points @ rotations[batch].transpose(1, 2) + translations[batch][:, None]
+            loss = (predicted - target).norm(dim=-1).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+        losses.append(total / len(trusted))
+    return losses
