@@ -333,12 +333,13 @@ def train(
     if cluster.is_main:
         fusion_frames = [frames[i] for i in usable[:FUSION_FRAMES]]
         registered = _registered_views(perception, fusion_frames)
-        if registered and train_config.registration_epochs:
+        adopted = bool(registered and train_config.registration_epochs)
+        if adopted:
             losses = adopt_registration(perception, *registered, train_config.registration_epochs, seed=train_config.seed)
             tqdm.write(f"X is the registered model, and the network learned its poses: loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} epochs")
         checkpoint()
         write_model_ply(perception.model_points_m(), run_dir / "model.ply")
-        model_views(perception.model_points_m(), snapshots / "model_final.png", f"after {step} steps")
+        model_views(perception.model_points_m(), snapshots / "model_final.png", f"after {step} steps" + (", registered" if adopted else ""))
         write_fused_model(perception, fusion_frames, run_dir, registered[0] if registered else None)
         loss_curve(history, run_dir / "loss.png")
     return TrainResult(run_dir, step, epoch, loss_value, time.perf_counter() - start, perception)
