@@ -21,6 +21,7 @@ import argparse
 import csv
 import dataclasses
 import itertools
+import math
 import os
 import sys
 import time
@@ -53,8 +54,11 @@ from .export import write_model_ply
 from .self_training import SeedViews, adopt_registration, register_seed_views
 
 LOG_COLUMNS = ["step", "epoch", "loss", "elapsed_s"]
-# The fused model (model_fused.ply) is made from this many training frames at most (one prediction each).
+# The fused model (model_fused.ply) is made from this many training frames at most (one prediction each),
+# or from as many as give REGISTRATION_VIEWS seeds at small N: the registration of the views by faces
+# assembled the housing from 450 views (150 frames of 3, or 225 of 2) and not from 180 (README).
 FUSION_FRAMES = 150
+REGISTRATION_VIEWS = 450
 
 
 def make_optimizer(perception: BinPerception, train: TrainConfig) -> torch.optim.Optimizer:
@@ -331,7 +335,7 @@ def train(
                     model_views(perception.model_points_m(), snapshots / f"model_epoch_{epoch:04d}.png", f"epoch {epoch}")
         bar.close()
     if cluster.is_main:
-        fusion_frames = [frames[i] for i in usable[:FUSION_FRAMES]]
+        fusion_frames = [frames[i] for i in usable[: max(FUSION_FRAMES, math.ceil(REGISTRATION_VIEWS / perception.instances))]]
         registered = _registered_views(perception, fusion_frames)
         adopted = bool(registered and train_config.registration_epochs)
         if adopted:
