@@ -35,7 +35,7 @@ _TRUSTED_VIEWS = 0.8
 # A registered model wider than this share of the part's measured extent has faces placed apart: on the
 # table's runs the nut's, lever's, housing's and bracket's span 1.04, 1.13, 1.00 and 1.15 of it (each
 # nearer the mesh than the network's fusion), the bolt's and the pin's (whose views show no four faces,
-# and which assemble wrongly) 1.30 and 1.27.
+# and which assemble wrongly) 1.30 and 1.26.
 _EXTENT_SLACK = 1.2
 # X under the two poses is compared on this many of its points.
 _LOSS_POINTS = 256

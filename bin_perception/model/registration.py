@@ -18,8 +18,9 @@ face up look alike once turned to the seed's long axis (:mod:`.observation`), up
    placements of each face against a reference face are combined, and the combination whose faces violate
    each other's empty space least, over all pairs and references, wins.
 4. **Closing.** All views, posed through their face's placement, are refined by ICP against the closed
-   model's fusion, and every view is registered against it once more (24 turns of the model plus its
-   current pose, each refined by ICP, the best trimmed fit kept), so strays find their face.
+   model's fusion, a few rounds, the later ones fusing only the views that fit best. (Trying every view
+   at the model's 24 turns as well moved none that mattered: 68 against 70 % in one frame on the
+   housing, at 2.5 times the time.)
 
 Nothing here reads ground truth; the views' poses are found up to one rigid motion of the whole, which is
 all a model needs.
@@ -38,6 +39,7 @@ from scipy.sparse import csr_matrix
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 from sklearn.cluster import SpectralClustering
+from tqdm import tqdm
 
 from .fusion import fuse_views
 
@@ -52,6 +54,8 @@ _FACE_KEEP = 0.7
 _MODEL_KEEP = 0.65
 # A placement must bring at least this share of its points within two voxels of the reference face's.
 _MIN_CONTACT = 0.05
+# Rounds of ICP of every view against the closed model; the later half fuse only the best-fitting views.
+_CLOSING_ROUNDS = 4
 # Each face keeps this many of its best placements against a reference face for the joint choice.
 _PLACEMENTS_KEPT = 4
 # Grid voxels per radius of the largest face model: fine enough for its features, small enough for FFTs.
@@ -265,8 +269,9 @@ def _mutual_violation(faces: list[_FaceModel], empty: list[_EmptySpace], placeme
     return total
 
 
-def assemble(faces: list[_FaceModel], voxel_m: float) -> list[np.ndarray]:
-    """Each face model's placement (4, 4) in one frame (model_from_face), chosen as the module describes."""
+def assemble(faces: list[_FaceModel], voxel_m: float, bar: tqdm | None = None) -> list[np.ndarray]:
+    """Each face model's placement (4, 4) in one frame (model_from_face), chosen as the module describes;
+    ``bar`` advances by one per reference face."""
     radius = max(float(np.linalg.norm(f.points, axis=1).max()) for f in faces)
     grid_voxel = radius / _VOXELS_PER_RADIUS
     grid = _Grid(grid_voxel, int(np.ceil(2.05 * _VOXELS_PER_RADIUS)), _VOXELS_PER_RADIUS)
@@ -281,6 +286,8 @@ def assemble(faces: list[_FaceModel], voxel_m: float) -> list[np.ndarray]:
             score = _mutual_violation(faces, empty, placement)
             if score < best_score:
                 best_score, best = score, placement
+        if bar is not None:
+            bar.update()
     if best is None:
         raise ValueError("no placement of the face models touches another: too few views per face")
     return [best[face] for face in range(len(faces))]
@@ -293,36 +300,38 @@ def register_views(
     faces: int = 4,
     voxel_m: float = 0.0015,
     rounds: int = 6,
+    progress: bool = True,
 ) -> Registration:
     """Every view's pose in one model frame, without the network (see the module's steps).
 
     ``views_m``: each seed's points (n_i, 3) in the camera frame, metres; ``crops`` (V, S, S) and
-    ``angles`` (V,) radians: its height crop turned to its long axis, and that turn."""
+    ``angles`` (V,) radians: its height crop turned to its long axis, and that turn. ``progress`` shows a
+    bar over the faces, the reference faces of the assembly and the closing rounds."""
     if len(views_m) != len(crops) or len(crops) != len(angles):
         raise ValueError(f"register_views: {len(views_m)} views, {len(crops)} crops and {len(angles)} angles must agree")
     if len(views_m) < 8 * faces:
         raise ValueError(f"register_views: {len(views_m)} views are too few for {faces} faces (need {8 * faces})")
+    bar = tqdm(total=2 * faces + _CLOSING_ROUNDS, desc="register the views", unit="step", leave=False, disable=not progress)
     labels, flipped = face_clusters(crops, faces)
     angles = np.asarray(angles, np.float64) + np.pi * flipped
-    face_models = [_face_model(views_m, angles, np.flatnonzero(labels == face), voxel_m, rounds) for face in range(faces)]
-    placements = assemble(face_models, voxel_m)
+    face_models = []
+    for face in range(faces):
+        face_models.append(_face_model(views_m, angles, np.flatnonzero(labels == face), voxel_m, rounds))
+        bar.update()
+    placements = assemble(face_models, voxel_m, bar)
     poses: list[np.ndarray | None] = [None] * len(views_m)
     for face, placement in zip(face_models, placements):
         for i, pose in zip(face.members, face.poses):
             poses[i] = pose @ np.linalg.inv(placement)
-    model = fuse_views([_in_model(v, p) for v, p in zip(views_m, poses)], voxel_m, 3)
-    for _ in range(2):
-        tree = cKDTree(model)
-        poses = [icp(v, p, tree, model)[0] for v, p in zip(views_m, poses)]
-        model = fuse_views([_in_model(v, p) for v, p in zip(views_m, poses)], voxel_m, 3)
-    centre = model.mean(0)
-    axes = np.linalg.svd(model - centre, full_matrices=False)[2].T
-    fits = np.zeros(len(views_m))
-    for _ in range(2):
-        tree = cKDTree(model)
-        for i, (view, pose) in enumerate(zip(views_m, poses)):
-            starts = [pose] + [_pose(pose[:3, :3] @ axes @ turn @ axes.T, pose[:3, :3] @ (centre - axes @ turn @ axes.T @ centre) + pose[:3, 3]) for turn in _TURNS]
-            poses[i], fits[i] = min((icp(view, start, tree, model) for start in starts), key=lambda found: found[1])
-        kept = fits <= np.quantile(fits, _MODEL_KEEP)
+    kept = np.ones(len(views_m), bool)
+    for closing in range(_CLOSING_ROUNDS):
         model = fuse_views([_in_model(v, p) for v, p, k in zip(views_m, poses, kept) if k], voxel_m, 3)
+        tree = cKDTree(model)
+        refined = [icp(v, p, tree, model) for v, p in zip(views_m, poses)]
+        poses, fits = [pose for pose, _ in refined], np.array([fit for _, fit in refined])
+        if closing >= _CLOSING_ROUNDS // 2:
+            kept = fits <= np.quantile(fits, _MODEL_KEEP)
+        bar.update()
+    bar.close()
+    model = fuse_views([_in_model(v, p) for v, p, k in zip(views_m, poses, kept) if k], voxel_m, 3)
     return Registration(np.stack(poses), fits, model, labels)
