@@ -309,6 +309,8 @@ def register_views(
     bar over the faces, the reference faces of the assembly and the closing rounds."""
     if len(views_m) != len(crops) or len(crops) != len(angles):
         raise ValueError(f"register_views: {len(views_m)} views, {len(crops)} crops and {len(angles)} angles must agree")
+    if rounds < 1:
+        raise ValueError(f"register_views: rounds {rounds}: each face needs at least one round of ICP")
     if len(views_m) < 8 * faces:
         raise ValueError(f"register_views: {len(views_m)} views are too few for {faces} faces (need {8 * faces})")
     bar = tqdm(total=2 * faces + _CLOSING_ROUNDS, desc="register the views", unit="step", leave=False, disable=not progress)
