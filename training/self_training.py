@@ -5,8 +5,8 @@ asymmetric part settles as a plate of one face (README, "Perception model"). The
 into one frame without the network (:mod:`bin_perception.model.registration`), fuse to the whole part. So:
 that fused model becomes the learned model X, and the network is fine-tuned, X held, to give each seed the
 pose the registration found for it (the mean distance between X's points under the two poses: every
-point has one place to go, so the loss has no other minimum to fall into). The poses come from the user's own depth images, so this stays
-unsupervised: self-training on the registration's poses.
+point has one place to go, so the loss has no other minimum to fall into). The poses come from the
+user's own depth images, so this stays unsupervised: self-training on the registration's poses.
 """
 
 from __future__ import annotations
@@ -44,22 +44,20 @@ _LOSS_POINTS = 256
 @dataclass(frozen=True)
 class SeedViews:
     """Every seed of some frames: its points (metres, camera frame), aligned crop, crop turn (radians) and
-    centroid (model units), the frame it is in (index into the frames given) and its instance id."""
+    centroid (model units)."""
 
     points_m: list[np.ndarray]
     crops: np.ndarray
     angles: np.ndarray
     centres: np.ndarray
-    frames: np.ndarray
-    instances: np.ndarray
 
 
 @torch.no_grad()
 def seed_views(perception: BinPerception, frames: Sequence[Frame], points_per_view: int = 300) -> SeedViews:
     """The seeds of ``frames`` as :class:`SeedViews`, each drawn down to ``points_per_view`` points."""
     rng = np.random.default_rng(0)
-    points, crops, angles, centres, frame_ids, instances = [], [], [], [], [], []
-    for index, frame in enumerate(frames):
+    points, crops, angles, centres = [], [], [], []
+    for frame in frames:
         prediction = perception.predict(frame)
         observation = prediction.observation
         points_m = perception.normalization.to_metres(observation.points)
@@ -73,9 +71,7 @@ def seed_views(perception: BinPerception, frames: Sequence[Frame], points_per_vi
             crops.append(observation.crops[instance - 1])
             angles.append(observation.angles[instance - 1])
             centres.append(observation.centres[instance - 1])
-            frame_ids.append(index)
-            instances.append(instance)
-    return SeedViews(points, np.asarray(crops), np.asarray(angles), np.asarray(centres), np.asarray(frame_ids), np.asarray(instances))
+    return SeedViews(points, np.asarray(crops), np.asarray(angles), np.asarray(centres))
 
 
 def register_seed_views(perception: BinPerception, frames: Sequence[Frame]) -> tuple[Registration, SeedViews]:
@@ -119,13 +115,17 @@ def adopt_registration(
     with torch.no_grad():
         perception.object_model.points.copy_(torch.from_numpy((registration.model_m[drawn] - centre_m) / normalization.scale_m))
     trusted = np.flatnonzero(registration.fit_m <= np.quantile(registration.fit_m, _TRUSTED_VIEWS))
+    device = perception.object_model.points.device
+
+    def tensor(values: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(values, dtype=np.float32)).to(device)
+
     # The registration's poses of the centred model, in model units: p = R x + (t + R c - centre) / scale.
-    rotations = torch.from_numpy(registration.poses[trusted, :3, :3]).float()
-    translations_m = registration.poses[trusted, :3, 3] + registration.poses[trusted, :3, :3] @ centre_m
-    translations = torch.from_numpy(normalization.to_model(translations_m)).float()
-    crops = torch.from_numpy(views.crops[trusted])[:, None].float()
-    angles = torch.from_numpy(views.angles[trusted]).float()
-    centres = torch.from_numpy(views.centres[trusted]).float()
+    rotations = tensor(registration.poses[trusted, :3, :3])
+    translations = tensor(normalization.to_model(registration.poses[trusted, :3, 3] + registration.poses[trusted, :3, :3] @ centre_m))
+    crops = tensor(views.crops[trusted])[:, None]
+    angles = tensor(views.angles[trusted])
+    centres = tensor(views.centres[trusted])
     model = perception.object_model.points.detach()
     optimizer = torch.optim.Adam(perception.net.parameters(), lr=lr)
     # The batch norms keep the statistics they were trained with: updating them from these few, fast-moving
@@ -136,7 +136,8 @@ def adopt_registration(
     for _ in tqdm(range(epochs), desc="learn the registered poses", unit="epoch", leave=False):
         total = 0.0
         for batch in torch.randperm(len(trusted), generator=generator).split(batch_size):
-            points = model[torch.randperm(len(model), generator=generator)[:_LOSS_POINTS]]
+            batch = batch.to(device)
+            points = model[torch.randperm(len(model), generator=generator)[:_LOSS_POINTS].to(device)]
             predicted_R, offsets = seed_poses(perception.net, crops[batch], angles[batch])
             predicted = points @ predicted_R.transpose(1, 2) + (offsets + centres[batch])[:, None]
             target = points @ rotations[batch].transpose(1, 2) + translations[batch][:, None]

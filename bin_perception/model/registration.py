@@ -160,6 +160,8 @@ def _face_model(views: Sequence[np.ndarray], angles: np.ndarray, members: np.nda
     fits = np.array([icp(views[i], p, tree, model, iterations=0)[1] for i, p in zip(members, poses)])
     kept = fits <= np.quantile(fits, _FACE_KEEP)
     points = fuse_views([_in_model(views[i], p) for i, p, k in zip(members, poses, kept) if k], voxel_m, 4)
+    if len(points) < 4:
+        raise ValueError(f"register_views: the best {int(kept.sum())} views of one face agree on too little to make its model")
     # The face's own frame: its centroid, its outline's long axis on x (about the viewing axis, z).
     centre = points.mean(0)
     long_axis = np.linalg.eigh(np.cov((points[:, :2] - centre[:2]).T))[1][:, -1]
@@ -182,8 +184,7 @@ class _EmptySpace:
         outline = ndimage.binary_fill_holes(ndimage.binary_closing(seen, iterations=2))
         # Cells inside the outline that no point fell in take their neighbours' nearest surface.
         for _ in range(4):
-            grown = ndimage.minimum_filter(np.where(np.isfinite(surface), surface, np.inf), 3)
-            surface = np.where(np.isfinite(surface), surface, grown)
+            surface = np.where(np.isfinite(surface), surface, ndimage.minimum_filter(surface, 3))
         self.outline = ndimage.binary_dilation(outline, iterations=1)
         self.surface = np.where(self.outline & np.isfinite(surface), surface, -np.inf)
 
