@@ -11,21 +11,23 @@ DEMO    ?= demo_out
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export BIN_PERCEPTION_CACHE ?= $(CURDIR)/.cache/bin_perception
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test lint constraints clean
 
 setup: $(STAMP)
 
-# From Debian: libusb-1.0-0, which open3d's wheel links against, and the
-# Fashion-MNIST files of the solver benchmarks and the low-resolution classifier.
-DEBS := libusb-1.0-0 dataset-fashion-mnist
+# From Debian: libusb-1.0-0, which open3d's wheel links against, libGL and GLib, which
+# opencv-python's does, and the Fashion-MNIST files of the solver benchmarks and the
+# low-resolution classifier.
+DEBS := libusb-1.0-0 libgl1 libglib2.0-0 dataset-fashion-mnist
 
-$(STAMP): setup.py setup.cfg package.xml
+$(STAMP): setup.py setup.cfg package.xml constraints.txt
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	 [ -z "$$missing" ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; }
 	@[ -x $(PYTHON) ] || $(SYSPY) -m venv $(VENV)
 	@# These exact releases come from this machine's disk; others would download gigabytes.
-	$(PYTHON) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PYTHON) -m pip install -q -e '.[ros,test]'
+	$(PYTHON) -m pip install -q -c constraints.txt torch==2.14.1 torchvision==0.29.1
+	@# Every extra, at the versions the suite last passed with (constraints.txt).
+	$(PYTHON) -m pip install -q -c constraints.txt -e '.[sim,lowres,ros,test]'
 	@touch $@
 
 # The simulated camera, perception_node and a collecting client, over DDS on this machine.
@@ -33,8 +35,15 @@ $(STAMP): setup.py setup.cfg package.xml
 demo: setup
 	$(VENV)/bin/bin-perception demo --out $(DEMO)
 
-test: setup
+test: setup lint
 	$(PYTHON) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+# Refreshed on purpose, after the suite has passed: the versions it passed with.
+constraints: setup
+	$(PYTHON) -m pip freeze --exclude-editable > constraints.txt
 
 clean:
 	rm -rf $(VENV) .cache $(DEMO)

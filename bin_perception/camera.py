@@ -37,7 +37,7 @@ class PinholeCamera:
         )
 
     @classmethod
-    def from_K(cls, K: np.ndarray, width_px: int, height_px: int) -> "PinholeCamera":
+    def from_K(cls, K: np.ndarray, width_px: int, height_px: int) -> PinholeCamera:
         K = np.asarray(K, dtype=np.float64).reshape(3, 3)
         return cls(int(width_px), int(height_px), float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]))
 

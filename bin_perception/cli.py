@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from .config import Config, ConfigError, TopicsConfig, load_config
+from .extras import MissingExtraError, missing_extra
 from .geometry import WORKSPACE_DOC, parse_workspace
 from .io.errors import BagError
 from .lowres.cli import add_lowres_parser
@@ -39,7 +40,7 @@ def topics_from_args(args: argparse.Namespace, config: Config) -> TopicsConfig:
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of `bin-perception train`, which `python -m training.train_pose` shares."""
+    """The flags of `bin-perception train`."""
     parser.add_argument("--bag", action="append", required=True, help="a bag to train on (repeat for more)")
     parser.add_argument("--instances", type=int, required=True, help="parts per bin, N")
     parser.add_argument("--config", help="a YAML config, e.g. config/train_cpu.yaml")
@@ -116,13 +117,13 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from training.train_pose import run_from_args
+    from bin_perception.learning.trainer import run_from_args
 
     return run_from_args(args)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate
+    from bin_perception.learning.evaluate import evaluate
 
     config = load_config(args.config) if args.config else None
     topics = topics_from_args(args, config or Config())
@@ -137,7 +138,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from training.export import export
+    from bin_perception.learning.export import export
 
     result = export(args.checkpoint, args.out)
     print(f"object model: {result.model_ply}")
@@ -146,22 +147,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
     else:
         print(f"pose network (TorchScript): {result.pose_network}")
     print(f"inputs, units and normalisation: {result.manifest}")
-    return 0
-
-
-def _cmd_bench_solvers(args: argparse.Namespace) -> int:
-    from training.solver_bench.runner import run_suite
-
-    report, json_path, markdown_path = run_suite(args.suite, args.out, quick=args.quick, workers=args.workers)
-    print(f"{report.title}: {report.data['wall_seconds']:.0f} s")
-    print(f"results: {json_path}, {markdown_path} and {len(report.figures)} PNGs")
-    return 0
-
-
-def _cmd_lipschitz(args: argparse.Namespace) -> int:
-    from training.solver_bench.lipschitz_report import lipschitz_report
-
-    lipschitz_report(args.suite, args.out, copies=args.copies, percentile=args.percentile, seed=args.seed)
     return 0
 
 
@@ -214,24 +199,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_bag_arguments(inspect)
     inspect.set_defaults(run=_cmd_inspect)
 
-    from training.solver_bench.registry import SUITES  # names only: it imports nothing heavy
-
-    suites = sorted(SUITES)
-    bench = verbs.add_parser("bench-solvers", help="run a solver benchmark of the thesis (ch. 3): BPGrad against torch.optim")
-    bench.add_argument("--suite", required=True, choices=suites, help="the benchmark")
-    bench.add_argument("--out", required=True, help="the directory for results.json, results.md and the PNGs")
-    bench.add_argument("--quick", action="store_true", help="a short run of the same protocol (for tests)")
-    bench.add_argument("--workers", type=int, default=1, help="single-threaded processes to run trials in")
-    bench.set_defaults(run=_cmd_bench_solvers)
-
-    lipschitz = verbs.add_parser("lipschitz", help="estimate BPGrad's Lipschitz constant L for a benchmark's network")
-    lipschitz.add_argument("--suite", required=True, choices=suites, help="whose network and data")
-    lipschitz.add_argument("--out", required=True, help="the figure (PNG), as the thesis's Fig. 3.15")
-    lipschitz.add_argument("--copies", type=int, default=600, help="random initial parameter copies")
-    lipschitz.add_argument("--percentile", type=float, default=90.0, help="where in the distribution the suggested L sits")
-    lipschitz.add_argument("--seed", type=int, default=0, help="the copies and the batches")
-    lipschitz.set_defaults(run=_cmd_lipschitz)
-
     train = verbs.add_parser("train", help="train the perception model on bags")
     add_train_arguments(train)
     train.set_defaults(run=_cmd_train)
@@ -280,8 +247,14 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return args.run(args)
-    except (BagError, ConfigError, FileNotFoundError, FileExistsError, ValueError) as error:
+    except (BagError, ConfigError, FileNotFoundError, FileExistsError, ValueError, MissingExtraError) as error:
         print(f"bin-perception {args.verb}: error: {error}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:
+        missing = missing_extra(error, f"bin-perception {args.verb}")
+        if missing is None:
+            raise
+        print(f"bin-perception {args.verb}: error: {missing}", file=sys.stderr)
         return 2
 
 

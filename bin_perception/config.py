@@ -169,7 +169,7 @@ class TrainConfig:
     snapshot_every_epochs: int = 10  # PNG of the model forming
     checkpoint_every_s: float = 300.0
     threads: int | None = None  # torch intra-op threads; null: torch's default
-    # after training, epochs of teaching the network the poses of the registered views (training.self_training);
+    # after training, epochs of teaching the network the poses of the registered views (bin_perception.learning.self_training);
     # 0 leaves the network and its model as trained
     registration_epochs: int = 30
 

@@ -15,15 +15,19 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import open3d as o3d
-import trimesh
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
+from .extras import require
 from .geometry import transform_points
+
+if TYPE_CHECKING:
+    import trimesh
 
 # ---------------------------------------------------------------------------
 # Instance segmentation
@@ -373,6 +377,7 @@ def model_fidelity(
         raise ValueError(f"model_points has {len(model_points)} points; aligning a model needs at least 4")
     if surface_samples < 4:
         raise ValueError(f"surface_samples must be at least 4, got {surface_samples}")
+    trimesh = require("trimesh", "a model's fidelity to the part's mesh")
     surface = np.asarray(trimesh.sample.sample_surface(mesh, surface_samples, seed=seed)[0], dtype=np.float64)
 
     model_centroid, model_axes = _principal_frame(model_points)

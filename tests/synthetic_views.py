@@ -10,6 +10,7 @@ from bin_perception.frame import Frame
 from bin_perception.model.observation import Normalization, observe
 from bin_perception.sim.parts import load_part
 
+
 class SyntheticViews(NamedTuple):
     points_m: list[np.ndarray]
     crops: np.ndarray

@@ -173,8 +173,14 @@ def test_bad_inputs_get_errors_that_name_the_file_topic_and_problem(tmp_path, nu
 
     stamp = 10**9
     cases = {
-        "encoding": ([_depth(stamp, np.zeros((48, 64, 3), np.uint8), "rgb8")], [_info(stamp)], r"image_rect_raw at stamp 1000000000: unknown depth encoding 'rgb8'"),
-        "focal": ([_depth(stamp, np.ones((48, 64), np.float32), "32FC1")], [_info(stamp, fx=0.0)], r"camera_info at stamp 1000000000: focal length fx=0"),
+        "encoding": (
+            [_depth(stamp, np.zeros((48, 64, 3), np.uint8), "rgb8")], [_info(stamp)],
+            r"image_rect_raw at stamp 1000000000: unknown depth encoding 'rgb8'",
+        ),
+        "focal": (
+            [_depth(stamp, np.ones((48, 64), np.float32), "32FC1")], [_info(stamp, fx=0.0)],
+            r"camera_info at stamp 1000000000: focal length fx=0",
+        ),
         "size": ([_depth(stamp, np.ones((40, 64), np.float32), "32FC1")], [_info(stamp)], r"depth image is 64x40 but its CameraInfo says 64x48"),
     }
     for name, (depths, infos, message) in cases.items():

@@ -189,7 +189,10 @@ def test_bad_inputs_stop_start_up_with_one_line_and_status_2(tmp_path, nut_bag):
         ("bag_player", ["-p", f"bag:={nut_bag}", "-p", "rate:=2"], "parameter 'rate' to '2' of type 'INTEGER', expecting type 'DOUBLE'"),
         ("bag_recorder", ["-p", f"output:={tmp_path / 'out'}"], "bag_recorder: error: parameter topics: required"),
         ("bag_recorder", ["-p", "topics:=[/a]", "-p", f"output:={nut_bag}"], f"parameter output: {nut_bag} already exists"),
-        ("bag_recorder", ["-p", "topics:=[/a]", "-p", f"output:={tmp_path / 'out'}", "-p", "storage:=rosbag"], "parameter storage: 'rosbag' is not one of mcap, sqlite3"),
+        (
+            "bag_recorder", ["-p", "topics:=[/a]", "-p", f"output:={tmp_path / 'out'}", "-p", "storage:=rosbag"],
+            "parameter storage: 'rosbag' is not one of mcap, sqlite3",
+        ),
     ]
     if importlib.util.find_spec("nav_msgs") is None:
         cases.append(("bag_player", ["-p", f"bag:={_odometry_bag(tmp_path / 'odometry')}"],

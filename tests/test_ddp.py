@@ -21,7 +21,7 @@ CONFIG = {
     "train": {"optimizer": "bpgrad", "batch_size": 4, "epochs": 2, "scenes": 12, "seed": 3, "threads": 1},
 }
 
-# What torchrun runs in each process (as `-m training.train_pose` does), then each rank saves its own state.
+# What torchrun runs in each process (as `-m bin_perception.cli train` does), then each rank saves its own state.
 RANK_SCRIPT = """
 import sys
 from pathlib import Path
@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 
 from bin_perception.config import load_config
-from training.distributed import init_from_env, shutdown
-from training.train_pose import train
+from bin_perception.learning.distributed import init_from_env, shutdown
+from bin_perception.learning.trainer import train
 
 bag, config, run = sys.argv[1:]
 cluster = init_from_env()

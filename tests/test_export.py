@@ -10,8 +10,8 @@ import trimesh
 from bin_perception.cli import main as cli_main
 from bin_perception.config import Config, ModelConfig, TrainConfig
 from bin_perception.io.bag import BagReader
+from bin_perception.learning.trainer import train
 from bin_perception.model import load_checkpoint
-from training.train_pose import train
 
 
 @pytest.mark.parametrize("method", ["thesis", "seeded"])

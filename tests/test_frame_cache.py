@@ -9,7 +9,7 @@ import pytest
 from bin_perception.config import TopicsConfig
 from bin_perception.io.bag import BagReader
 from bin_perception.io.errors import BagError
-from training.cache import bag_content_hash, open_bag, open_frames
+from bin_perception.learning.frame_cache import bag_content_hash, open_bag, open_frames
 
 from .conftest import NUT_BAG_SCENES
 from .test_bag import REAL_TOPICS, _depth, _hand_made_bag, _info

@@ -8,9 +8,9 @@ import torch
 
 from bin_perception.config import ModelConfig, TrainConfig
 from bin_perception.io.bag import BagReader
+from bin_perception.learning.inloop import MEASURE_FRAMES, InloopSettings, InloopTraining, ReplayBuffer, initial_state
 from bin_perception.model.observation import Observation
 from bin_perception.model.perception import load_checkpoint
-from training.inloop import MEASURE_FRAMES, InloopSettings, InloopTraining, ReplayBuffer, initial_state
 
 
 def observation(value: float, points: int = 10) -> Observation:

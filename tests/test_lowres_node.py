@@ -12,14 +12,14 @@ import time
 import numpy as np
 import pytest
 
-rclpy = pytest.importorskip("rclpy")
-
 from bin_perception.lowres.backbone import load_backbone
 from bin_perception.lowres.datasets import sim_parts
 from bin_perception.lowres.estimator import LowResClassifier, save_classifier
 from bin_perception.lowres.experiment import dataset_features
 from bin_perception.lowres.serving import ImageClassifier
 from bin_perception.lowres.transfer_net import TransferTraining
+
+rclpy = pytest.importorskip("rclpy")
 
 NODE = shutil.which("lowres_classifier_node") or f"{sys.prefix}/bin/lowres_classifier_node"
 

@@ -112,7 +112,7 @@ def test_step_needs_exactly_one_source_of_f():
     with pytest.raises(ValueError, match="f\\(x_t\\)"):
         optimizer.step(lambda: torch.tensor(1.0), loss=torch.tensor(1.0))
     with pytest.raises(RuntimeError, match="before its first step"):
-        optimizer.upper_bound
+        _ = optimizer.upper_bound
 
 
 @pytest.mark.parametrize(

@@ -28,11 +28,11 @@ from visualization_msgs.msg import MarkerArray  # noqa: E402
 from bin_perception.baselines import baseline_label_image  # noqa: E402
 from bin_perception.config import Config, ModelConfig, TrainConfig  # noqa: E402
 from bin_perception.io.pointcloud import FLOAT32, UINT32, records_from_cloud  # noqa: E402
+from bin_perception.learning.trainer import train  # noqa: E402
 from bin_perception.metrics import label_image_scores  # noqa: E402
 from bin_perception.model.perception import load_checkpoint  # noqa: E402
 from bin_perception.nodes.collector import collect  # noqa: E402
 from bin_perception.sim.dataset import simulate_bag  # noqa: E402
-from training.train_pose import train  # noqa: E402
 
 BIN = Path(sys.executable).parent
 PART, INSTANCES = "bolt", 3
@@ -81,7 +81,10 @@ def spin_until(node, condition, timeout_s: float) -> bool:
 
 
 def test_node_perceives_a_camera_in_another_process_and_beats_kmeans(ros, checkpoint):
-    start(ros, "sim_camera_node", "-p", f"part:={PART}", "-p", f"instances:={INSTANCES}", "-p", "seed:=99", "-p", "rate_hz:=4.0", "-p", "frames_per_bin:=1")
+    start(
+        ros, "sim_camera_node", "-p", f"part:={PART}", "-p", f"instances:={INSTANCES}", "-p", "seed:=99",
+        "-p", "rate_hz:=4.0", "-p", "frames_per_bin:=1",
+    )
     node = start(ros, "perception_node", "-p", f"checkpoint:={checkpoint}")
 
     listener = rclpy.create_node("listener")
@@ -286,8 +289,9 @@ train: {batch_size: 4, seed: 0}
 
 
 def latest_training_step(node, timeout_s: float, above: int) -> int:
-    from std_msgs.msg import String
     import json
+
+    from std_msgs.msg import String
 
     steps = []
     subscription = node.create_subscription(String, "/perception_node/training", lambda m: steps.append(json.loads(m.data).get("step", 0)), 10)

@@ -8,6 +8,7 @@ from bin_perception.model.registration import face_clusters, register_views
 
 from .synthetic_views import housing_views
 
+
 def test_face_clusters_find_the_faces_and_their_half_turns():
     rng = np.random.default_rng(0)
     # Four faces, each a distinct height pattern; each crop of a face is its pattern, noisy, half-turned at random.

@@ -25,7 +25,7 @@ STEPS = 30
 
 def _command(tmp_path: Path, run: str, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "training.train_pose", "--bag", str(tmp_path / "bolt_n2.mcap"), "--instances", "2",
+        sys.executable, "-m", "bin_perception.cli", "train", "--bag", str(tmp_path / "bolt_n2.mcap"), "--instances", "2",
         "--config", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / run), *extra,
     ]
 

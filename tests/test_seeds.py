@@ -5,13 +5,13 @@ import trimesh
 from bin_perception.baselines import kmeans_labels
 from bin_perception.config import Config, ModelConfig, TrainConfig
 from bin_perception.geometry import backproject, in_workspace
+from bin_perception.learning.evaluate import evaluate
+from bin_perception.learning.trainer import train
 from bin_perception.metrics import pairwise_scores
 from bin_perception.model.seeds import PartSize, depth_regions, part_size, seed_labels, whole_part_sizes
 from bin_perception.sim.dataset import simulate_bag
 from bin_perception.sim.parts import load_part
 from bin_perception.sim.scene import BinSimulator
-from training.evaluate import evaluate
-from training.train_pose import train
 
 
 def test_regions_split_at_depth_jumps_and_not_on_slopes():

@@ -2,10 +2,10 @@ import numpy as np
 import torch
 
 from bin_perception.config import ModelConfig
+from bin_perception.learning.self_training import SeedViews, adopt_registration
 from bin_perception.model import BinPerception
 from bin_perception.model.network import seed_poses
 from bin_perception.model.registration import Registration
-from training.self_training import SeedViews, adopt_registration
 
 from .synthetic_views import WORKSPACE, housing_views
 

@@ -1,28 +1,30 @@
 import json
 import math
-import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from training.solver_bench.datasets import load_fashion_mnist
+from bin_perception.lowres.fashion_mnist import load_fashion_mnist
 from training.solver_bench.protocol import Trial, run_protocol
 from training.solver_bench.registry import SUITES
 
+REPO = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _cli(*args):
-    # The installed console script, as a user runs it.
-    exe = shutil.which("bin-perception") or f"{sys.prefix}/bin/bin-perception"
-    result = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=300)
+    # As a user runs it from a checkout.
+    result = subprocess.run(
+        [sys.executable, "-m", "training.solver_bench", *map(str, args)], capture_output=True, text=True, timeout=300, cwd=REPO
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
 def _quick_run(suite, out, *extra):
-    stdout = _cli("bench-solvers", "--suite", suite, "--quick", "--out", out, *extra)
+    stdout = _cli("run", "--suite", suite, "--quick", "--out", out, *extra)
     assert f"{out / 'results.json'}" in stdout
     results = json.loads((out / "results.json").read_text())
     markdown = (out / "results.md").read_text()
@@ -102,7 +104,7 @@ def test_pose_trains_the_perception_model_with_each_solver_and_bpgrads_variants(
         assert [row["rate"] for row in rows] == results["grids"][key]
         finite = [row for row in rows if row["score"] is not None]
         assert results["chosen"][key] == min(finite, key=lambda row: row["score"])["rate"]
-    for key, runs in results["runs"].items():
+    for runs in results["runs"].values():
         for run in runs:
             assert len(run["loss"]) == budget["steps"] and all(math.isfinite(loss) for loss in run["loss"])
             # Before training, then after every epoch; the score is the last evaluation's.

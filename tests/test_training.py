@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from bin_perception.config import Config, ModelConfig, TrainConfig
+from bin_perception.learning.evaluate import evaluate
+from bin_perception.learning.trainer import train
 from bin_perception.model import CheckpointError
 from bin_perception.sim.dataset import simulate_bag
-from training.evaluate import evaluate
-from training.train_pose import train
 
 TINY_MODEL = ModelConfig(method="thesis", input_size_px=64, model_points=256, observed_points=256)
 

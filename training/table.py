@@ -39,17 +39,23 @@ def _run_dir(out: Path, method: str, part: str, instances: int) -> Path:
     return out / method / f"{part}_n{instances}"
 
 
-def build_table(out: Path, parts: list[str], counts: list[int], train_scenes: int, test_scenes: int, train_minutes: float, seeded_n: int, jobs: int) -> dict:
+def build_table(
+    out: Path, parts: list[str], counts: list[int], train_scenes: int, test_scenes: int, train_minutes: float, seeded_n: int, jobs: int
+) -> dict:
     """Simulate, train and evaluate what is missing under ``out``; return the table's figures."""
     simulate, train, evaluate = [], [], []
     for part in parts:
         for n in sorted(set(counts) | {seeded_n}):
             bag = _bag(out, part, n, "train")
-            command = cli("simulate", "--part", part, "--instances", str(n), "--scenes", str(train_scenes), "--seed", str(TRAIN_SEED), "--out", str(bag))
+            command = cli(
+                "simulate", "--part", part, "--instances", str(n), "--scenes", str(train_scenes), "--seed", str(TRAIN_SEED), "--out", str(bag)
+            )
             simulate.append((command, out / "logs" / f"{bag.name}.log", bag))
         for n in counts:
             bag = _bag(out, part, n, "test")
-            command = cli("simulate", "--part", part, "--instances", str(n), "--scenes", str(test_scenes), "--seed", str(TEST_SEED), "--out", str(bag))
+            command = cli(
+                "simulate", "--part", part, "--instances", str(n), "--scenes", str(test_scenes), "--seed", str(TEST_SEED), "--out", str(bag)
+            )
             simulate.append((command, out / "logs" / f"{bag.name}.log", bag))
         trained = [("seeded", seeded_n)] + [("thesis", n) for n in counts]
         for method, n in trained:

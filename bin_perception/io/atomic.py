@@ -14,9 +14,10 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
 
     The rename is atomic on one file system, so a reader, or a run that crashes mid-write, sees the
     old file or the new one, never half of one. A block that raises leaves no temporary file behind.
+    The temporary name keeps the suffix, for writers that choose the format by it.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)

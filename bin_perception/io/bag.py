@@ -15,19 +15,23 @@ import os
 import shutil
 import tempfile
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import trimesh
 import yaml
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
 from ..config import TopicsConfig
+from ..extras import require
 from ..frame import Frame
 from ..geometry import parse_workspace
 from . import messages
 from .errors import BagError, FrameError
+
+if TYPE_CHECKING:
+    import trimesh
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
@@ -44,11 +48,12 @@ _PAIRING_WINDOW = 16
 
 def encode_mesh(mesh: trimesh.Trimesh) -> str:
     """A mesh as text for a bag's metadata: binary PLY, gzipped, base64."""
-    ply = mesh.export(file_type="ply")
+    ply = mesh.export(file_type="ply")  # a trimesh.Trimesh
     return base64.b64encode(gzip.compress(ply, mtime=0)).decode("ascii")
 
 
 def decode_mesh(text: str) -> trimesh.Trimesh:
+    trimesh = require("trimesh", "the part's mesh in a bag's metadata")
     ply = gzip.decompress(base64.b64decode(text))
     return trimesh.load_mesh(io.BytesIO(ply), file_type="ply", process=False)
 
@@ -134,7 +139,7 @@ class BagWriter:
         finally:
             shutil.rmtree(self._staging, ignore_errors=True)
 
-    def __enter__(self) -> "BagWriter":
+    def __enter__(self) -> BagWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

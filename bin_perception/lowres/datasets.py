@@ -58,7 +58,7 @@ def sim_parts(per_part: int, seed: int, test_fraction: float = 0.3, low_px: int 
 
 def fashion_mnist(n_train: int, n_test: int, low_px: int = 8) -> LabelledImages:
     """The first ``n_train`` training and ``n_test`` test images of Fashion-MNIST."""
-    from training.solver_bench.datasets import CLASSES, load_fashion_mnist
+    from .fashion_mnist import CLASSES, load_fashion_mnist
 
     if n_train < 1 or n_test < 1:
         raise ValueError(f"Fashion-MNIST subset sizes must be 1 or more, got train {n_train}, test {n_test}")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..sim.parts import cache_dir
+from ..cache import cache_dir
 from .backbone import Backbone
 from .images import ResolutionProtocol, check_resolution, rgb_batch
 

@@ -37,7 +37,7 @@ class Normalization:
     scale_m: float
 
     @classmethod
-    def from_workspace(cls, workspace: np.ndarray) -> "Normalization":
+    def from_workspace(cls, workspace: np.ndarray) -> Normalization:
         workspace = np.asarray(workspace, dtype=np.float64)
         return cls(workspace.mean(axis=0), float((workspace[1] - workspace[0]).max() / 2))
 
@@ -56,7 +56,7 @@ class Normalization:
         return {"centre_m": [float(v) for v in self.centre_m], "scale_m": self.scale_m}
 
     @classmethod
-    def from_dict(cls, values: dict) -> "Normalization":
+    def from_dict(cls, values: dict) -> Normalization:
         return cls(np.asarray(values["centre_m"], dtype=np.float64), float(values["scale_m"]))
 
 
@@ -103,7 +103,9 @@ def observe(
     if seed_instances is None:
         return Observation(points, pixels, image, frame.depth_m.shape)
     part_size = None if seed_part_size_m is None else seed_part_size_m.scaled(1.0 / normalization.scale_m)
-    seeds = seed_labels(frame.depth_m, inside, points, float(frame.K[0, 0]), seed_instances, seed_jump_px, seed_fragment_fraction, part_size=part_size)
+    seeds = seed_labels(
+        frame.depth_m, inside, points, float(frame.K[0, 0]), seed_instances, seed_jump_px, seed_fragment_fraction, part_size=part_size
+    )
     centres = np.stack([points[seeds == i].mean(axis=0) for i in range(1, seed_instances + 1)]).astype(np.float32)
     rows, cols = np.divmod(pixels, frame.depth_m.shape[1])
     crops, angles = [], []

@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
@@ -22,10 +22,10 @@ from torch import nn
 from ..config import ModelConfig, build_dataclass
 from ..frame import Frame
 from ..io.atomic import replacing, write_text
+from .fusion import fuse_views, views_in_model_frame
 from .network import ObjectModel, PoseNet, seed_poses
 from .observation import Normalization, Observation, observe, subsample, whole_part_sizes_m
 from .render import best_channels, instance_ids, render, visible_scene
-from .fusion import fuse_views, views_in_model_frame
 from .seeds import PartSize, part_size
 from .segment import label_image, transfer_labels
 
@@ -181,7 +181,7 @@ class BinPerception(nn.Module):
         }
 
     @classmethod
-    def from_metadata(cls, metadata: dict) -> "BinPerception":
+    def from_metadata(cls, metadata: dict) -> BinPerception:
         config = build_dataclass(ModelConfig, metadata["model"], "model")
         perception = cls(int(metadata["instances"]), np.asarray(metadata["workspace"]), config)
         # The workspace may have been changed after training; the units of the model may not.

@@ -240,7 +240,8 @@ class _Reference:
     def of(cls, face: _FaceModel, empty: _EmptySpace, grid: _Grid) -> _Reference:
         occupied = grid.occupancy(face.points)
         near = ndimage.binary_dilation(occupied > 0, iterations=2).astype(np.float64)
-        return cls(grid.spectrum(empty(grid.centres).reshape((grid.size,) * 3).astype(np.float64)), grid.spectrum(occupied), grid.spectrum(near), len(face.points))
+        empty_space = empty(grid.centres).reshape((grid.size,) * 3).astype(np.float64)
+        return cls(grid.spectrum(empty_space), grid.spectrum(occupied), grid.spectrum(near), len(face.points))
 
 
 def _placements(reference: _Reference, other: _FaceModel, other_empty_space: _EmptySpace, grid: _Grid) -> list[tuple[float, np.ndarray]]:

@@ -55,7 +55,8 @@ _SPLIT_SHRINK = 0.7
 _SPLIT_TRIES = 5
 # The axes and the face and body diagonals: a cloud's widest projection on them is within 10 % of its diameter.
 _DIRECTIONS = np.array(
-    [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, -1, 0], [1, 0, 1], [1, 0, -1], [0, 1, 1], [0, 1, -1], [1, 1, 1], [1, 1, -1], [1, -1, 1], [-1, 1, 1]],
+    [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, -1, 0], [1, 0, 1], [1, 0, -1],
+     [0, 1, 1], [0, 1, -1], [1, 1, 1], [1, 1, -1], [1, -1, 1], [-1, 1, 1]],
     dtype=np.float64,
 )
 _DIRECTIONS /= np.linalg.norm(_DIRECTIONS, axis=1, keepdims=True)
@@ -299,7 +300,9 @@ def _pixel_mask(shape: tuple[int, int], pixels: np.ndarray) -> np.ndarray:
     return mask.reshape(shape)
 
 
-def _tighter_halves(depth_m: np.ndarray, member: np.ndarray, points: np.ndarray, fx_px: float, jump_px: float, min_points: float) -> np.ndarray | None:
+def _tighter_halves(
+    depth_m: np.ndarray, member: np.ndarray, points: np.ndarray, fx_px: float, jump_px: float, min_points: float
+) -> np.ndarray | None:
     """0/1 halves of the ``member`` pixels' points: their two largest regions at the first smaller jump that
     gives two of at least ``min_points``, the rest joining the nearest; None where no jump down to 0.17 of
     ``jump_px`` does."""

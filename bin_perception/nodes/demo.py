@@ -27,6 +27,7 @@ import numpy as np
 import rclpy
 
 from ..baselines import baseline_label_image
+from ..cache import cache_dir
 from ..config import load_config
 from ..io.atomic import write_text
 from ..metrics import label_image_scores
@@ -40,13 +41,9 @@ from .common import share_file
 TRAIN_SEED, CAMERA_SEED = 11, 2024
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("BIN_PERCEPTION_CACHE", Path.home() / ".cache" / "bin_perception"))
-
-
 def demo_checkpoint(part: str, instances: int, scenes: int, train_minutes: float) -> Path:
     """The cached demo model for this part, N, recipe and checkpoint format; trained (atomically) if there is none."""
-    from training.train_pose import train
+    from ..learning.trainer import train
 
     recipe = share_file("config", "train_cpu.yaml")
     key_text = f"{part}|{instances}|{scenes}|{train_minutes}|{CHECKPOINT_FORMAT}|"

@@ -19,7 +19,7 @@ thread perceives it, and a frame that arrives while another waits replaces it (c
 ``dropped_stale``). A frame that cannot be perceived is logged, counted and dropped.
 
 In ``mode: train_inloop`` each perceived frame is also offered to a trainer process
-(:mod:`training.inloop`), whose newer weights are swapped in whole as they arrive.
+(:mod:`bin_perception.learning.inloop`), whose newer weights are swapped in whole as they arrive.
 """
 
 from __future__ import annotations
@@ -29,20 +29,19 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from diagnostic_msgs.msg import DiagnosticStatus
+from geometry_msgs.msg import PoseArray
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-from geometry_msgs.msg import PoseArray
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
-
-from training.inloop import InloopSettings, InloopTraining, initial_state
 
 from ..config import ConfigError, load_config
 from ..geometry import parse_workspace
@@ -54,6 +53,9 @@ from ..model.seeds import describe_part_size
 from . import ros_messages
 from .common import Diagnostics, LatestSlot, StartupError, serve_latest, share_file, spin_node
 from .perception_params import BY_NAME, NODE_NAME, ParameterValueError, check_parameter
+
+if TYPE_CHECKING:
+    from ..learning.inloop import InloopTraining
 
 _ROS_TYPES = {
     bool: Parameter.Type.BOOL,
@@ -169,6 +171,9 @@ class PerceptionNode(Node):
 
     def _start_training(self, values: dict) -> BinPerception:
         """train_inloop: the model to start from (resumed, or new) and the trainer process."""
+        # Only this mode loads the trainer: a node that perceives imports no training code.
+        from ..learning.inloop import InloopSettings, InloopTraining, initial_state
+
         config = load_config(values["train_config"] or share_file("config", "train_cpu.yaml"))
         settings = InloopSettings(
             checkpoint=values["checkpoint"],

@@ -46,7 +46,10 @@ PARAMETERS = (
     Parameter("inloop.buffer_frames", int, 1000, "train_inloop: the replay buffer's size in frames", live=False, range=(1, 10_000_000)),
     Parameter("inloop.buffer_mb", int, 512, "train_inloop: the replay buffer's size in MiB", live=False, range=(1, 1_000_000)),
     Parameter("inloop.replacement", str, "reservoir", "train_inloop: reservoir (a uniform sample of all frames) or fifo (the newest)", live=False),
-    Parameter("inloop.publish_every_steps", int, 20, "train_inloop: steps between weight updates of the inference model", live=False, range=(1, 1_000_000)),
+    Parameter(
+        "inloop.publish_every_steps", int, 20, "train_inloop: steps between weight updates of the inference model",
+        live=False, range=(1, 1_000_000),
+    ),
     Parameter("inloop.checkpoint_every_s", float, 60.0, "train_inloop: seconds between checkpoints", live=False, range=(1.0, 1e7)),
     Parameter("inloop.threads", int, 1, "train_inloop: the trainer process's torch threads", live=False, range=(1, 256)),
     # Declared once the checkpoint is loaded, with its values as defaults.

@@ -28,7 +28,6 @@ stalled for up to half a second at every few bins on 2 cores), which ``bins`` av
 from __future__ import annotations
 
 import time
-
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np

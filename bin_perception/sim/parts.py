@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import trimesh
+
+from ..cache import cache_dir
 
 # Bump when a builder changes, so that stale cached meshes are rebuilt.
 _LIBRARY_VERSION = 1
@@ -159,12 +161,6 @@ _LIBRARY: dict[str, _PartSpec] = {
 def part_names() -> list[str]:
     """The names of the shipped parts."""
     return list(_LIBRARY)
-
-
-def cache_dir() -> Path:
-    """Where built meshes and convex decompositions live (``$BIN_PERCEPTION_CACHE``)."""
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bin_perception"
-    return Path(os.environ.get("BIN_PERCEPTION_CACHE", default))
 
 
 def _centred(mesh: trimesh.Trimesh, source: str) -> trimesh.Trimesh:

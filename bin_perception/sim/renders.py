@@ -17,7 +17,8 @@ import pybullet
 from pybullet_utils.bullet_client import BulletClient
 from tqdm import tqdm
 
-from .parts import Part, cache_dir, load_part, part_names
+from ..cache import cache_dir
+from .parts import Part, load_part, part_names
 from .scene import TIME_STEP_S, _quiet_stdout, pybullet_assets
 
 # Bump when the scene generator changes, so that cached render sets are rebuilt.

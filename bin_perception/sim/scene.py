@@ -17,11 +17,12 @@ import numpy as np
 import pybullet
 from pybullet_utils.bullet_client import BulletClient
 
+from ..cache import cache_dir
 from ..camera import depth_from_zbuffer, opengl_projection, opengl_view
 from ..config import Config
 from ..geometry import matrix_to_quaternion
 from .noise import apply_depth_noise
-from .parts import Part, cache_dir, mesh_digest
+from .parts import Part, mesh_digest
 
 GRAVITY_M_S2 = 9.81
 TIME_STEP_S = 1.0 / 240.0
@@ -158,7 +159,7 @@ class BinSimulator:
     def close(self) -> None:
         self._client.disconnect()
 
-    def __enter__(self) -> "BinSimulator":
+    def __enter__(self) -> BinSimulator:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -32,11 +32,11 @@ from diagnostic_msgs.msg import DiagnosticArray
 
 from bin_perception.baselines import baseline_label_image, choose_dbscan_eps
 from bin_perception.geometry import backproject, in_workspace
+from bin_perception.learning.evaluate import DBSCAN_EPS_CANDIDATES_M
 from bin_perception.metrics import label_image_scores
 from bin_perception.model import load_checkpoint
 from bin_perception.nodes.collector import collect
 from bin_perception.nodes.demo import demo_checkpoint, start_process, stop_process
-from training.evaluate import DBSCAN_EPS_CANDIDATES_M
 
 TARGET_P50_MS = 60.0
 TUNING_FRAMES = 10
@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> dict:
     rclpy.init()
     node = start_process("perception_node", "-p", f"checkpoint:={checkpoint}", "-p", f"instances:={args.instances}", log=logs / "node.log")
     try:
-        camera = start_process("sim_camera_node", *camera_args, "-p", f"rate_hz:={args.latency_rate_hz}", "-p", "frames_per_bin:=2", log=logs / "camera_slow.log")
+        camera = start_process(
+            "sim_camera_node", *camera_args, "-p", f"rate_hz:={args.latency_rate_hz}", "-p", "frames_per_bin:=2", log=logs / "camera_slow.log"
+        )
         collect(3, timeout_s=120.0)  # start-up, discovery, the first frames' warm-up
         print(f"latency: {args.latency_frames} frames at {args.latency_rate_hz:g} Hz")
         results = collect(args.latency_frames, timeout_s=10 + 3 * args.latency_frames / args.latency_rate_hz)
@@ -132,7 +134,9 @@ def main(argv: list[str] | None = None) -> dict:
         shutil.copy(checkpoint, inloop)
         shutil.copy(checkpoint.with_suffix(".json"), inloop.with_suffix(".json"))
         node = start_process("perception_node", "-p", "mode:=train_inloop", "-p", f"checkpoint:={inloop}", log=logs / "node_inloop.log")
-        camera = start_process("sim_camera_node", *camera_args, "-p", f"rate_hz:={args.latency_rate_hz}", "-p", "frames_per_bin:=2", log=logs / "camera_inloop.log")
+        camera = start_process(
+            "sim_camera_node", *camera_args, "-p", f"rate_hz:={args.latency_rate_hz}", "-p", "frames_per_bin:=2", log=logs / "camera_inloop.log"
+        )
         collect(3, timeout_s=120.0)
         time.sleep(args.inloop_warmup_s)  # the buffer fills and the trainer is stepping
         print(f"in-loop: {args.latency_frames} frames at {args.latency_rate_hz:g} Hz with the trainer running")

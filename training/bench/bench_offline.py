@@ -37,14 +37,14 @@ from pathlib import Path
 import yaml
 
 from bin_perception.config import load_config
+from bin_perception.learning.data import topics_for
+from bin_perception.learning.frame_cache import open_frames
 from bin_perception.sim.dataset import simulate_bag
-from training.cache import open_frames
-from training.data import topics_for
 
 _TIMED_TRAIN = """
 import json, sys, time
 from bin_perception.config import load_config
-from training.train_pose import train
+from bin_perception.learning.trainer import train
 bag, instances, config, run = sys.argv[1:]
 start = time.perf_counter()
 result = train([bag], int(instances), load_config(config), run)
@@ -129,9 +129,9 @@ def main(argv: list[str] | None = None) -> None:
     # 2. DDP: two processes of one thread against one process, at the same global batch.
     torchrun = Path(sys.executable).with_name("torchrun")
     layouts = {
-        "ddp_2x1_threads": ([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "training.train_pose"], 1),
-        "single_1x2_threads": ([sys.executable, "-m", "training.train_pose"], 2),
-        "single_1x1_thread": ([sys.executable, "-m", "training.train_pose"], 1),
+        "ddp_2x1_threads": ([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "bin_perception.cli", "train"], 1),
+        "single_1x2_threads": ([sys.executable, "-m", "bin_perception.cli", "train"], 2),
+        "single_1x1_thread": ([sys.executable, "-m", "bin_perception.cli", "train"], 1),
     }
     for name, (launcher, threads) in layouts.items():
         config = _recipe(args.config, out, name, epochs=2, scenes=args.scenes, threads=threads)
@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in layouts:
         r = results[name]
         print(f"{name:<20} second epoch: {r['frames_per_s']:6.1f} frames/s ({r['seconds']:.1f} s); {r['cores_busy']:.2f} cores busy over the run")
-    print(f"DDP 2 processes / 1 process of 2 threads: {results['ddp_2x1_threads']['frames_per_s'] / results['single_1x2_threads']['frames_per_s']:.2f}x")
+    ddp_ratio = results["ddp_2x1_threads"]["frames_per_s"] / results["single_1x2_threads"]["frames_per_s"]
+    print(f"DDP 2 processes / 1 process of 2 threads: {ddp_ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 from bin_perception.config import load_config
+from bin_perception.learning.data import resolve_workspace
+from bin_perception.learning.trainer import load_observations, make_optimizer, observed_clouds, train_step
 from bin_perception.model import BinPerception
 from bin_perception.model.chamfer import chamfer_distance
 from bin_perception.model.render import instance_ids, render, visible_scene
 from bin_perception.model.segment import transfer_labels
-from training.train_pose import load_observations, make_optimizer, observed_clouds, train_step
-from training.data import resolve_workspace
 
 
 def main(argv: list[str] | None = None) -> None:

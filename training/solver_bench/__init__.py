@@ -1,7 +1,9 @@
 """The solver benchmarks of Wu (2019, ch. 3): BPGrad against torch.optim's solvers, suite by suite.
 
-    bin-perception bench-solvers --suite NAME [--quick] [--workers N] --out DIR
-    bin-perception lipschitz --suite NAME [--copies 600] [--percentile 90] --out FIG.png
+    python -m training.solver_bench run --suite NAME [--quick] [--workers N] --out DIR
+    python -m training.solver_bench lipschitz --suite NAME [--copies 600] [--percentile 90] --out FIG.png
+
+Run from a checkout: ``training/`` is not installed.
 
 The suites are in registry.py; runner.run_suite runs one.
 """

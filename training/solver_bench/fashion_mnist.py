@@ -162,7 +162,7 @@ def trial(t: Trial, quick: bool, options: dict[str, Any] | None = None, epochs: 
     objective, bounds, test_error = [], [], []
     window: list[Tensor] = []
     diverged = False
-    for epoch in range(epochs):
+    for _ in range(epochs):
         model.train()
         start_epoch(optimizer)
         for batch in torch.randperm(len(images), generator=order_generator).split(BATCH):

@@ -26,7 +26,7 @@ def lipschitz_report(
     ratios = estimate.ratios
     print(f"{suite}: {copies} random initial copies, {len(ratios):,} pairs; f over the copies "
           f"{estimate.objectives.min().item():.4g}..{estimate.objectives.max().item():.4g}")
-    print("|f(x_i) - f(x_j)| / ||x_i - x_j||: min {:.4g}, max {:.4g}; ".format(ratios[0].item(), ratios[-1].item())
+    print(f"|f(x_i) - f(x_j)| / ||x_i - x_j||: min {ratios[0].item():.4g}, max {ratios[-1].item():.4g}; "
           + ", ".join(f"{p:g}th percentile {estimate.quantile(p):.4g}" for p in PERCENTILES))
     print(f"suggested L (the {percentile:g}th percentile): {estimate.suggested:.4g}")
     path = Path(out)

@@ -4,7 +4,7 @@ The perception model, by the thesis's method (a ResNet-18 that regresses every i
 whole depth image, and a learned point-cloud model of the part, fitted by the chamfer loss through
 hidden-point removal), is trained, unsupervised, on simulated bins of two nuts at a size a CPU trains in
 minutes: 64 px input, 512 model and 512 observed points, batch 16. Every trial is
-training.train_pose's own step (train_step) from the seed's initial weights and batch order, and is scored
+bin_perception.learning.trainer's own step (train_step) from the seed's initial weights and batch order, and is scored
 on a disjoint validation bag by the thesis's measure, the pairwise F1 of the instance segmentation
 (Sec. 4.2.5) over the points whose truth is a part, as ``bin-perception evaluate`` scores it.
 
@@ -39,12 +39,12 @@ import torch
 from bin_perception.config import Config, ModelConfig, TrainConfig
 from bin_perception.frame import Frame
 from bin_perception.io.bag import BagReader
+from bin_perception.learning.data import resolve_workspace
+from bin_perception.learning.trainer import load_observations, train_step
 from bin_perception.metrics import pairwise_scores
 from bin_perception.model import BinPerception
 from bin_perception.model.observation import Observation, TooFewPointsError
 from bin_perception.sim.dataset import simulate_bag
-from training.data import resolve_workspace
-from training.train_pose import load_observations, train_step
 
 from .plotting import COLORS, median_band, new_figure, save_figure, tuning_figure
 from .protocol import ProtocolResult, Record, Trial, run_protocol, run_trials

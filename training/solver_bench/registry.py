@@ -1,10 +1,10 @@
-"""The suites, by the name ``bin-perception bench-solvers --suite`` takes. Adding a suite is one module
+"""The suites, by the name ``python -m training.solver_bench run --suite`` takes. Adding a suite is one module
 and one line here.
 
 A suite module has ``run(out: Path, quick: bool, workers: int) -> Report``: it writes its PNGs into
 ``out`` and returns its results (see report.py); ``quick`` is a short run of the same protocol, for the
 tests. A suite with a network may also have ``lipschitz_problem(seed: int) -> dict``, the arguments of
-estimate_lipschitz (model, loss_fn, batches and optionally init), for ``bin-perception lipschitz``.
+estimate_lipschitz (model, loss_fn, batches and optionally init), for ``python -m training.solver_bench lipschitz``.
 """
 
 from __future__ import annotations

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bin_perception.frame import Frame
-from bin_perception.model import BinPerception
-from bin_perception.model.network import seed_poses
-from bin_perception.model.registration import Registration, register_views
-from bin_perception.model.seeds import widest_projection
+from ..frame import Frame
+from ..model import BinPerception
+from ..model.network import seed_poses
+from ..model.registration import Registration, register_views
+from ..model.seeds import widest_projection
 
 # A seed of fewer points is a sliver, not a view of the part.
 MIN_VIEW_POINTS = 30
@@ -82,7 +82,10 @@ def register_seed_views(perception: BinPerception, frames: Sequence[Frame]) -> t
         raise ValueError("registering the views needs method seeded, align_crops and registration_faces > 0")
     needed = MIN_VIEWS_PER_FACE * config.registration_faces
     if len(frames) * perception.instances < needed:
-        raise ValueError(f"{len(frames)} frames of {perception.instances} parts are too few views to register {config.registration_faces} faces (need {needed})")
+        raise ValueError(
+            f"{len(frames)} frames of {perception.instances} parts are too few views to register "
+            f"{config.registration_faces} faces (need {needed})"
+        )
     was_training = perception.training
     perception.eval()
     try:

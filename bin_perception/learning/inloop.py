@@ -25,11 +25,11 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 
-from bin_perception.config import REPLAY_POLICIES, ModelConfig, TrainConfig
-from bin_perception.frame import Frame
-from bin_perception.model.observation import Observation
-from bin_perception.model.perception import BinPerception, load_checkpoint, save_checkpoint
-from bin_perception.model.seeds import part_size
+from ..config import REPLAY_POLICIES, ModelConfig, TrainConfig
+from ..frame import Frame
+from ..model.observation import Observation
+from ..model.perception import BinPerception, load_checkpoint, save_checkpoint
+from ..model.seeds import part_size
 
 # A model from nothing measures its part on this many frames (10 s at 10 Hz; seeds.part_size needs 8
 # whole parts among them).
@@ -112,7 +112,7 @@ class InloopSettings:
 
 def _trainer(settings: InloopSettings, metadata: dict, state: dict, frames, weights, stats, commands) -> None:
     """The trainer process's body: buffer, train, publish weights, checkpoint, report."""
-    from .train_pose import make_optimizer, train_step  # the trainer's own, offline and in the loop
+    from .trainer import make_optimizer, train_step  # the trainer's own, offline and in the loop
 
     # Ctrl-C reaches the whole process group; the node decides when the trainer stops (after saving).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -191,7 +191,9 @@ def _trainer(settings: InloopSettings, metadata: dict, state: dict, frames, weig
             last_checkpoint_s = time.monotonic()
 
 
-def initial_state(settings: InloopSettings, model: ModelConfig, instances: int | None, workspace: np.ndarray | None) -> tuple[BinPerception, dict, dict]:
+def initial_state(
+    settings: InloopSettings, model: ModelConfig, instances: int | None, workspace: np.ndarray | None
+) -> tuple[BinPerception, dict, dict]:
     """The model to start from: the checkpoint's, resumed, if the file exists; else a new, random one.
 
     Returns the model, its state (weights, and the optimizer's when resuming) and its metadata.

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import open3d as o3d
 import torch
-import trimesh
 from torch import nn
 
-from bin_perception.io.atomic import replacing, write_text
-from bin_perception.model import BinPerception, load_checkpoint
-from bin_perception.model.network import PoseNet, seed_poses
-from bin_perception.model.observation import Normalization
+from ..io.atomic import replacing, write_text
+from ..model import BinPerception, load_checkpoint
+from ..model.network import PoseNet, seed_poses
+from ..model.observation import Normalization
 
 
 class _PosesInMetres(nn.Module):
@@ -83,7 +83,9 @@ def write_model_ply(points_m: np.ndarray, path: str | os.PathLike) -> Path:
     """The learned model's points (metres) as a PLY point cloud, written to a temporary name and renamed."""
     path = Path(path)
     with replacing(path) as tmp:
-        trimesh.PointCloud(points_m).export(tmp, file_type="ply")
+        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points_m, dtype=np.float64)))
+        if not o3d.io.write_point_cloud(str(tmp), cloud):
+            raise OSError(f"{path}: Open3D could not write the point cloud")
     return path
 
 

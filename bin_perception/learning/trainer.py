@@ -1,12 +1,12 @@
-"""Offline training of the perception model on bags: ``bin-perception train`` and ``python -m training.train_pose``.
+"""Offline training of the perception model on bags: what ``bin-perception train`` runs.
 
 Writes into RUN_DIR: checkpoint.pt (weights-only) with checkpoint.json beside
 it, loss_log.csv, model.ply (the learned model, metres), snapshots/ (PNGs of
 the model forming) and loss.png.
 
-The bags' frames are decoded once, into the frame cache (:mod:`training.cache`),
+The bags' frames are decoded once, into the frame cache (:mod:`bin_perception.learning.frame_cache`),
 and every epoch reads them from there. Under torchrun each process trains its
-share of every batch (:mod:`training.distributed`) and rank 0 writes RUN_DIR.
+share of every batch (:mod:`bin_perception.learning.distributed`) and rank 0 writes RUN_DIR.
 
 Nothing random is carried from step to step: an epoch's order is the
 DistributedSampler's permutation for (seed, epoch), and a frame's point sample
@@ -17,13 +17,11 @@ order, and W processes draw the samples one process draws for the same batch.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import itertools
 import math
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,21 +34,20 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from bin_perception.config import Config, ConfigError, TrainConfig, load_config
-from bin_perception.io.atomic import replacing
-from bin_perception.io.errors import BagError
-from bin_perception.frame import Frame
-from bin_perception.model import BinPerception, CheckpointError, load_checkpoint, save_checkpoint
-from bin_perception.model.observation import Observation, TooFewPointsError, subsample
-from bin_perception.model.registration import Registration
-from bin_perception.model.render import scene_loss
-from bin_perception.model.seeds import describe_part_size
-from bin_perception.viz import loss_curve, model_views
-
-from .cache import CachedFrames, open_frames
+from ..config import Config, TrainConfig
+from ..frame import Frame
+from ..io.atomic import replacing
+from ..io.errors import BagError
+from ..model import BinPerception, CheckpointError, load_checkpoint, save_checkpoint
+from ..model.observation import Observation, TooFewPointsError, subsample
+from ..model.registration import Registration
+from ..model.render import scene_loss
+from ..model.seeds import describe_part_size
+from ..viz import loss_curve, model_views
 from .data import iter_frames, resolve_workspace
-from .distributed import Cluster, data_parallel, init_from_env, mean_over_ranks, shutdown
+from .distributed import Cluster, data_parallel, mean_over_ranks
 from .export import write_model_ply
+from .frame_cache import CachedFrames, open_frames
 from .self_training import SeedViews, adopt_registration, register_seed_views
 
 LOG_COLUMNS = ["step", "epoch", "loss", "elapsed_s"]
@@ -69,7 +66,7 @@ def make_optimizer(perception: BinPerception, train: TrainConfig) -> torch.optim
     """
     parameters = [perception.object_model.parameters(), perception.net.parameters()]
     if train.optimizer == "bpgrad":
-        from bin_perception.optim import BPGrad
+        from ..optim import BPGrad
 
         return BPGrad([{"params": p} for p in parameters], lipschitz=train.lipschitz, momentum=train.momentum)
     groups = [{"params": p, "lr": lr} for p, lr in zip(parameters, (train.lr_model, train.lr_network))]
@@ -132,7 +129,7 @@ def train_step(
 
     ``rng`` is one generator, or one per index (see :func:`observed_clouds`). ``model`` runs the
     forward pass in place of ``perception``: its DistributedDataParallel wrapper
-    (:func:`training.distributed.data_parallel`), whose backward averages the gradients of the network
+    (:func:`bin_perception.learning.distributed.data_parallel`), whose backward averages the gradients of the network
     and the object model over the ranks. The loss is then averaged over the ranks too, so that BPGrad's
     f, and the loss returned, are the whole batch's on every rank.
     """
@@ -221,7 +218,7 @@ def train(
 ) -> TrainResult:
     """Train on ``bags`` into ``run_dir``; with ``resume``, continue from its checkpoint.pt where there is one.
 
-    In a process group (torchrun, then :func:`training.distributed.init_from_env`) each of the W
+    In a process group (torchrun, then :func:`bin_perception.learning.distributed.init_from_env`) each of the W
     processes trains batch_size / W frames of every batch, and rank 0 alone writes ``run_dir``, which
     every rank must be able to read to resume. ``max_minutes`` bounds this call, not the whole run.
     """
@@ -340,7 +337,10 @@ def train(
         adopted = bool(registered and train_config.registration_epochs)
         if adopted:
             losses = adopt_registration(perception, *registered, train_config.registration_epochs, seed=train_config.seed)
-            tqdm.write(f"X is the registered model, and the network learned its poses: loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} epochs")
+            tqdm.write(
+                f"X is the registered model, and the network learned its poses: "
+                f"loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} epochs"
+            )
         checkpoint()
         write_model_ply(perception.model_points_m(), run_dir / "model.ply")
         model_views(perception.model_points_m(), snapshots / "model_final.png", f"after {step} steps" + (", registered" if adopted else ""))
@@ -375,42 +375,3 @@ def write_fused_model(perception: BinPerception, frames: Sequence[Frame], run_di
         return None
     model_views(fused_m, run_dir / "snapshots" / "model_fused.png", how)
     return write_model_ply(fused_m, run_dir / "model_fused.ply")
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    from bin_perception.cli import topics_from_args
-
-    config = load_config(args.config)
-    config.topics = topics_from_args(args, config)
-    if args.optimizer:
-        config.train.optimizer = args.optimizer
-    if args.instances < 1:
-        raise ConfigError(f"--instances must be at least 1, got {args.instances}")
-    cluster = init_from_env()
-    try:
-        result = train(args.bag, args.instances, config, args.out, args.workspace, args.max_minutes, args.resume)
-    finally:
-        shutdown(cluster)
-    if cluster.is_main:
-        print(
-            f"trained {result.steps} steps ({result.epochs} epochs) in {result.seconds / 60:.1f} min, "
-            f"final loss {result.final_loss:.4f}; wrote {result.run_dir / 'checkpoint.pt'}"
-        )
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    from bin_perception.cli import add_train_arguments
-
-    parser = argparse.ArgumentParser(prog="python -m training.train_pose", description=__doc__)
-    add_train_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_from_args(args)
-    except (BagError, ConfigError, ValueError, FileNotFoundError) as error:
-        print(f"train: error: {error}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

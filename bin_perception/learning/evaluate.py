@@ -20,21 +20,26 @@ import os
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import trimesh
+import open3d as o3d
 
-from bin_perception.baselines import choose_dbscan_eps, run_baseline
-from bin_perception.config import Config, ConfigError, TopicsConfig
-from bin_perception.frame import Frame
-from bin_perception.io.atomic import write_text
-from bin_perception.io.bag import META_INSTANCES, META_SYMMETRY, BagReader
-from bin_perception.io.errors import BagError
-from bin_perception.metrics import ModelFidelity, chamfer_distance, model_fidelity, pairwise_scores, pose_errors
-from bin_perception.model import BinPerception, CheckpointError, load_checkpoint
-from bin_perception.model.observation import Normalization, TooFewPointsError, observe
-from bin_perception.model.segment import transfer_labels
-from bin_perception.viz import model_views, segmentation_overlays
+from ..baselines import choose_dbscan_eps, run_baseline
+from ..config import Config, ConfigError, TopicsConfig
+from ..extras import require
+from ..frame import Frame
+from ..io.atomic import write_text
+from ..io.bag import META_INSTANCES, META_SYMMETRY, BagReader
+from ..io.errors import BagError
+from ..metrics import ModelFidelity, chamfer_distance, model_fidelity, pairwise_scores, pose_errors
+from ..model import BinPerception, CheckpointError, load_checkpoint
+from ..model.observation import Normalization, TooFewPointsError, observe
+from ..model.segment import transfer_labels
+from ..viz import model_views, segmentation_overlays
+
+if TYPE_CHECKING:
+    import trimesh
 
 # Points of a 224 px frame lie 0.2 to 1 mm apart, depending on the part's size.
 DBSCAN_EPS_CANDIDATES_M = tuple(np.geomspace(0.0003, 0.008, 15))
@@ -122,8 +127,10 @@ def evaluate(
     mesh = reader.part_mesh()
     symmetry = reader.custom_data.get(META_SYMMETRY, "none")
     fidelity = model_fidelity(perception.model_points_m(), mesh) if (perception and mesh is not None) else None
-    fused_fidelity = _fused_model_fidelity(Path(checkpoint).parent / "model_fused.ply", perception, mesh) if (perception and mesh is not None) else None
-    mesh_points = trimesh.sample.sample_surface(mesh, 2000, seed=0)[0] if mesh is not None else None
+    fused_fidelity = (
+        _fused_model_fidelity(Path(checkpoint).parent / "model_fused.ply", perception, mesh) if (perception and mesh is not None) else None
+    )
+    mesh_points = _surface_samples(mesh, 2000) if mesh is not None else None
 
     for frame in evaluation:
         observe_start = time.perf_counter()
@@ -206,12 +213,17 @@ def _parts_of(
     return normalization.to_metres(obs.points), truth, obs
 
 
+def _surface_samples(mesh: trimesh.Trimesh, count: int) -> np.ndarray:
+    trimesh_module = require("trimesh", "sampling the part's mesh")
+    return trimesh_module.sample.sample_surface(mesh, count, seed=0)[0]
+
+
 def _fused_model_fidelity(path: Path, perception: BinPerception, mesh: trimesh.Trimesh) -> ModelFidelity | None:
     """The fidelity of the run's fused model (``model_fused.ply``, written by ``train``), if it has one: drawn
     down to the learned model's point count, so that the two compare point for point."""
     if not path.is_file():
         return None
-    points_m = np.asarray(trimesh.load(path, file_type="ply").vertices, dtype=np.float64)
+    points_m = np.asarray(o3d.io.read_point_cloud(str(path)).points, dtype=np.float64)
     count = len(perception.model_points_m())
     if len(points_m) > count:
         points_m = points_m[np.random.default_rng(0).choice(len(points_m), count, replace=False)]
@@ -250,7 +262,7 @@ def _write_report(
         if images:
             segmentation_overlays(frames, images, out / f"segments_{method}.png", method)
     if perception is not None and fidelity is not None:
-        reference = trimesh.sample.sample_surface(mesh, 3000, seed=0)[0]
+        reference = _surface_samples(mesh, 3000)
         model_views(fidelity.aligned_points, out / "model_vs_mesh.png", "learned model (colour) on the true mesh (grey)", reference)
         if fused_fidelity is not None:
             model_views(fused_fidelity.aligned_points, out / "fused_model_vs_mesh.png", "fused model (colour) on the true mesh (grey)", reference)

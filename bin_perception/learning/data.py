@@ -8,10 +8,10 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from bin_perception.config import Config, TopicsConfig
-from bin_perception.frame import Frame
-from bin_perception.io.bag import META_PART, BagReader, read_metadata
-from bin_perception.io.errors import BagError
+from ..config import Config, TopicsConfig
+from ..frame import Frame
+from ..io.bag import META_PART, BagReader, read_metadata
+from ..io.errors import BagError
 
 
 def topics_for(bag: str, topics: TopicsConfig) -> TopicsConfig:

@@ -29,12 +29,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bin_perception.config import TopicsConfig
-from bin_perception.frame import Frame
-from bin_perception.io.bag import BagReader, resolve_bag_path
-from bin_perception.io.errors import BagError
-from bin_perception.sim.parts import cache_dir
-
+from ..cache import cache_dir
+from ..config import TopicsConfig
+from ..frame import Frame
+from ..io.bag import BagReader, resolve_bag_path
+from ..io.errors import BagError
 from .data import topics_for
 
 # Bump when what an entry holds, or how a frame is decoded, changes: old entries are then never read.

@@ -42,7 +42,7 @@ class Cluster:
         return self.rank == 0
 
     @classmethod
-    def current(cls) -> "Cluster":
+    def current(cls) -> Cluster:
         """The process group this process has joined, if any; else a cluster of one on the CPU."""
         if not (dist.is_available() and dist.is_initialized()):
             return cls()
