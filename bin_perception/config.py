@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,9 @@ class TopicsConfig:
     gt_poses: str = "/gt/poses"
 
 
-METHODS = ("thesis", "seeded")
+METHODS = ("whole_image", "per_seed")
+# The methods' first names said where they came from; configs and checkpoints that use them still load.
+RENAMED_METHODS = {"thesis": "whole_image", "seeded": "per_seed"}
 ROTATIONS = ("quaternion", "ortho6d", "axis_angle")
 STEMS = ("depth3", "depth1")
 OPTIMIZERS = ("adam", "sgd", "bpgrad")
@@ -107,19 +110,19 @@ REPLAY_POLICIES = ("reservoir", "fifo")  # in-loop training's replay buffer
 class ModelConfig:
     """The perception model of the thesis (ch. 4): pose network, point-cloud model, renderer, loss.
 
-    ``method: thesis`` regresses all N poses from the whole depth image (Wu 2019).
-    ``method: seeded`` first splits the bin into N depth-continuous seeds, then
+    ``method: whole_image`` regresses all N poses from the whole depth image at once, as Wu (2019) does.
+    ``method: per_seed`` first splits the bin into N depth-continuous seeds, then
     estimates each part's pose from its own crop (an N = 1 problem, repeated);
     the scene is rendered and its labels transferred as in the thesis.
     """
 
-    method: str = "seeded"  # ours; "thesis" is Wu (2019) exactly
-    seed_jump_px: float = 1.5  # seeded: a depth jump of this many pixel footprints separates seeds
-    seed_fragment_fraction: float = 0.25  # seeded: regions below this fraction of an N-th of the points join a neighbour
-    # seeded: each crop is turned about the optical axis so that its seed's long axis runs along the image
+    method: str = "per_seed"
+    seed_jump_px: float = 1.5  # per_seed: a depth jump of this many pixel footprints separates seeds
+    seed_fragment_fraction: float = 0.25  # per_seed: regions below this fraction of an N-th of the points join a neighbour
+    # per_seed: each crop is turned about the optical axis so that its seed's long axis runs along the image
     # rows, and the network's pose is turned back; false keeps the crops as the camera sees them.
     align_crops: bool = False
-    segmentation: str = "transfer"  # transfer: labels from the rendered model (thesis); seeds: the seeds' (seeded only)
+    segmentation: str = "transfer"  # transfer: labels from the rendered model (thesis); seeds: the seeds' (per_seed only)
     input_size_px: int = 224  # the depth image is resized to this square before the network
     stem: str = "depth3"  # depth3: the depth replicated to 3 channels (thesis); depth1: a 1-channel first conv
     rotation: str = "quaternion"
@@ -130,16 +133,20 @@ class ModelConfig:
     gamma_step: float = 0.002  # growth of the softmin's gamma per iteration
     hpr_exponent: float | None = 2.9  # R = max|p| 10^exponent; null renders every point
     observed_points: int = 1024  # the observed cloud is subsampled to this many points
-    # seeded, aligned crops: the faces the parts rest on, for registering the fused model's views without
+    # per_seed, aligned crops: the faces the parts rest on, for registering the fused model's views without
     # the network (model.registration); 0 fuses them under the network's poses
     registration_faces: int = 4
 
     def __post_init__(self) -> None:
+        if self.method in RENAMED_METHODS:
+            new = RENAMED_METHODS[self.method]
+            warnings.warn(f"model.method {self.method!r} is now called {new!r}; the old name will stop loading", FutureWarning, stacklevel=3)
+            self.method = new
         _require(self.method in METHODS, f"method {self.method!r}: expected one of {', '.join(METHODS)}")
         _require(self.seed_jump_px > 0, "seed_jump_px must be positive")
         _require(0 <= self.seed_fragment_fraction < 1, "seed_fragment_fraction must be in [0, 1)")
         _require(self.segmentation in ("transfer", "seeds"), f"segmentation {self.segmentation!r}: expected transfer or seeds")
-        _require(self.segmentation == "transfer" or self.method == "seeded", "segmentation seeds needs method seeded")
+        _require(self.segmentation == "transfer" or self.method == "per_seed", "segmentation seeds needs method per_seed")
         _require(self.input_size_px >= 32, "input_size_px must be at least 32")
         _require(self.stem in STEMS, f"stem {self.stem!r}: expected one of {', '.join(STEMS)}")
         _require(self.rotation in ROTATIONS, f"rotation {self.rotation!r}: expected one of {', '.join(ROTATIONS)}")

@@ -1,8 +1,11 @@
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from bin_perception.config import Config, ConfigError, load_config
+from bin_perception.config import Config, ConfigError, ModelConfig, load_config
+from bin_perception.model import BinPerception, load_checkpoint, save_checkpoint
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 
@@ -49,11 +52,32 @@ def test_the_library_configs_are_found():
 @pytest.mark.parametrize("path", LIBRARY_CONFIGS, ids=lambda p: p.name)
 def test_every_shipped_config_validates(path):
     config = load_config(path)
-    assert config.model.method in ("thesis", "seeded")
+    assert config.model.method in ("whole_image", "per_seed")
 
 
 def test_the_gpu_recipe_is_the_thesis_recipe():
     config = load_config(CONFIG_DIR / "train_gpu.yaml")
-    assert (config.model.method, config.model.input_size_px, config.model.model_points) == ("thesis", 224, 1024)
+    assert (config.model.method, config.model.input_size_px, config.model.model_points) == ("whole_image", 224, 1024)
     assert (config.train.optimizer, config.train.lr_model, config.train.lr_network) == ("adam", 1e-3, 1e-4)
     assert (config.train.lr_decay, config.train.lr_decay_epochs, config.train.batch_size, config.train.epochs) == (0.31, 50, 250, 250)
+
+
+@pytest.mark.parametrize(("old", "new"), [("thesis", "whole_image"), ("seeded", "per_seed")])
+def test_the_methods_first_names_still_load_with_a_warning(tmp_path, old, new):
+    path = tmp_path / "old.yaml"
+    path.write_text(f"model:\n  method: {old}\n")
+    with pytest.warns(FutureWarning, match=f"'{old}' is now called '{new}'"):
+        assert load_config(path).model.method == new
+
+
+def test_a_checkpoint_written_under_a_methods_first_name_still_loads(tmp_path):
+    perception = BinPerception(2, np.array([[-0.1, -0.1, 0.3], [0.1, 0.1, 0.6]]), ModelConfig(input_size_px=32, model_points=64))
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, perception, {}, {})
+    sidecar = path.with_suffix(".json")
+    metadata = json.loads(sidecar.read_text())
+    metadata["model"]["method"] = "seeded"
+    sidecar.write_text(json.dumps(metadata))
+    with pytest.warns(FutureWarning, match="'seeded' is now called 'per_seed'"):
+        loaded, _, _ = load_checkpoint(path)
+    assert loaded.per_seed and loaded.config.method == "per_seed"

@@ -13,11 +13,11 @@ import yaml
 
 from bin_perception.sim.dataset import simulate_bag
 
-# 12 frames in batches of 4: 3 steps an epoch, 2 epochs. The seeded method, so that each frame's
+# 12 frames in batches of 4: 3 steps an epoch, 2 epochs. The per-seed method, so that each frame's
 # point samples (numpy) and its seeds' crops go through the sharding too. BPGrad, whose step length
 # depends on f and min f: ranks that disagreed on the loss would step apart.
 CONFIG = {
-    "model": {"method": "seeded", "input_size_px": 64, "model_points": 256, "observed_points": 128},
+    "model": {"method": "per_seed", "input_size_px": 64, "model_points": 256, "observed_points": 128},
     "train": {"optimizer": "bpgrad", "batch_size": 4, "epochs": 2, "scenes": 12, "seed": 3, "threads": 1},
 }
 

@@ -9,18 +9,18 @@ from training import ablations, table
 
 @pytest.mark.slow
 def test_the_table_fills_every_cell_and_resumes_without_work(tmp_path):
-    args = ["--out", str(tmp_path), "--parts", "nut", "--instances", "2", "--seeded-train-n", "2",
+    args = ["--out", str(tmp_path), "--parts", "nut", "--instances", "2", "--per-seed-train-n", "2",
             "--train-scenes", "8", "--test-scenes", "12", "--train-minutes", "0.05", "--jobs", "2"]
     table.main(args)
     result = json.loads((tmp_path / "table.json").read_text())
     (row,) = result["rows"]
     assert row["part"] == "nut" and row["instances"] == 2
     # The CPU recipe segments by the seeds; the label transfer is scored beside them.
-    assert result["columns"] == ["ours", "ours_transfer", "thesis", "kmeans", "spectral", "dbscan"]
+    assert result["columns"] == ["model", "model_transfer", "whole_image", "kmeans", "spectral", "dbscan"]
     for method in result["columns"]:
         assert 0 < row[method]["f1"] <= 1
     assert "| nut | 2 |" in (tmp_path / "table.md").read_text()
-    checkpoint = tmp_path / "seeded" / "nut_n2" / "checkpoint.pt"
+    checkpoint = tmp_path / "per_seed" / "nut_n2" / "checkpoint.pt"
     before = checkpoint.stat().st_mtime_ns
     table.main(args)  # everything exists: nothing is trained again
     assert checkpoint.stat().st_mtime_ns == before

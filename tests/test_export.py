@@ -14,7 +14,7 @@ from bin_perception.learning.trainer import train
 from bin_perception.model import load_checkpoint
 
 
-@pytest.mark.parametrize("method", ["thesis", "seeded"])
+@pytest.mark.parametrize("method", ["whole_image", "per_seed"])
 def test_the_exported_network_gives_the_checkpoints_poses(method, nut_bag, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BIN_PERCEPTION_CACHE", str(tmp_path / "cache"))
     model = ModelConfig(method=method, input_size_px=64, model_points=256, observed_points=128)
@@ -35,7 +35,7 @@ def test_the_exported_network_gives_the_checkpoints_poses(method, nut_bag, tmp_p
         observation = perception.observe(frame)
         poses = perception.predict(frame, observation).poses
         with torch.no_grad():
-            if method == "seeded":
+            if method == "per_seed":
                 inputs = observation.crops[:, None], observation.centres, observation.angles
                 rotations, translations = network(*map(torch.from_numpy, inputs))
             else:

@@ -55,7 +55,7 @@ def test_the_buffer_is_bounded_in_bytes_and_drops_the_pixel_indices():
 
 @pytest.fixture(scope="module")
 def observations(nut_bag):
-    model = ModelConfig(method="seeded", input_size_px=64, model_points=128, observed_points=64)
+    model = ModelConfig(method="per_seed", input_size_px=64, model_points=128, observed_points=64)
     frames = list(BagReader(nut_bag))
     settings = InloopSettings(checkpoint="unused", train=TrainConfig(batch_size=4, seed=0))
     perception, _, _ = initial_state(settings, model, 3, BagReader(nut_bag).workspace())
@@ -115,7 +115,7 @@ def test_the_trainer_learns_sends_whole_weights_saves_and_resumes(observations, 
 @pytest.mark.slow
 def test_a_model_from_nothing_measures_its_part_on_the_first_frames(nut_bag, tmp_path):
     frames = list(BagReader(nut_bag))
-    model = ModelConfig(method="seeded", align_crops=True, input_size_px=64, model_points=64, observed_points=64)
+    model = ModelConfig(method="per_seed", align_crops=True, input_size_px=64, model_points=64, observed_points=64)
     checkpoint = tmp_path / "inloop" / "checkpoint.pt"
     settings = InloopSettings(checkpoint=str(checkpoint), train=TrainConfig(batch_size=4, seed=0), buffer_frames=8, threads=1, min_frames=4)
     perception, state, metadata = initial_state(settings, model, 3, BagReader(nut_bag).workspace())

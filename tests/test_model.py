@@ -145,7 +145,7 @@ def test_checkpoints_round_trip_and_refuse_what_does_not_fit(tmp_path, nut_scene
 
 def test_the_seeded_part_size_round_trips_and_old_checkpoints_keep_their_extent(nut_scene):
     _, _, workspace = nut_scene
-    perception = BinPerception(3, workspace, ModelConfig(method="seeded", input_size_px=64, model_points=64))
+    perception = BinPerception(3, workspace, ModelConfig(method="per_seed", input_size_px=64, model_points=64))
     perception.part_size_m = PartSize(0.046, (0.045, 0.015, 0.012))
     metadata = json.loads(json.dumps(perception.metadata()))
     assert BinPerception.from_metadata(metadata).part_size_m == perception.part_size_m
@@ -196,8 +196,8 @@ def test_segmentation_from_the_seeds_renders_nothing_unless_asked(nut_scene):
     rendered = perception.predict(frame, render_scene=True)
     assert len(rendered.visible_points) == len(rendered.visible_ids) > 0
     np.testing.assert_array_equal(rendered.labels, prediction.labels)
-    with pytest.raises(ValueError, match="segmentation seeds needs method seeded"):
-        ModelConfig(method="thesis", segmentation="seeds")
+    with pytest.raises(ValueError, match="segmentation seeds needs method per_seed"):
+        ModelConfig(method="whole_image", segmentation="seeds")
 
 
 def _bar_frame(quarter_turns: int) -> Frame:
@@ -213,7 +213,7 @@ def _bar_frame(quarter_turns: int) -> Frame:
 @pytest.mark.parametrize("align", [True, False])
 def test_aligned_crops_make_the_pose_turn_with_the_part(align):
     workspace = np.array([[-0.05, -0.05, 0.25], [0.05, 0.05, 0.298]])
-    config = ModelConfig(method="seeded", align_crops=align, input_size_px=32, model_points=64, observed_points=64)
+    config = ModelConfig(method="per_seed", align_crops=align, input_size_px=32, model_points=64, observed_points=64)
     perception = BinPerception(1, workspace, config, seed=3).eval()
     with torch.no_grad():
         first, turned = (perception([perception.observe(_bar_frame(k))])[0][0, 0] for k in (0, 1))

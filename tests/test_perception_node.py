@@ -40,11 +40,11 @@ PART, INSTANCES = "bolt", 3
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    """A small seeded model of 3 bolts, really trained (about half a minute)."""
+    """A small sper-seed model of 3 bolts, really trained (about half a minute)."""
     root = tmp_path_factory.mktemp("node_model")
     bag = root / "bolt_n3.mcap"
     simulate_bag(PART, INSTANCES, 32, seed=3, out=bag, progress=False)
-    model = ModelConfig(method="seeded", input_size_px=64, model_points=256, observed_points=128)
+    model = ModelConfig(method="per_seed", input_size_px=64, model_points=256, observed_points=128)
     result = train([str(bag)], INSTANCES, Config(model=model, train=TrainConfig(batch_size=8, epochs=6, seed=0)), root / "run")
     return result.run_dir / "checkpoint.pt"
 
@@ -263,7 +263,7 @@ def test_parameters_change_at_run_time_and_services_save_and_reload(ros, checkpo
         return result.successful, result.reason
 
     assert set_one("model.hpr_exponent", 2.0) == (True, "")
-    assert set_one("instances", 4) == (True, "")  # the seeded method takes any N
+    assert set_one("instances", 4) == (True, "")  # the per-seed method takes any N
     ok, reason = set_one("mode", "train_inloop")
     assert not ok and "fixed at start-up" in reason
     ok, reason = set_one("workspace", [0.1, 0.1, 0.1, 0.0, 0.2, 0.2])
@@ -283,7 +283,7 @@ def test_parameters_change_at_run_time_and_services_save_and_reload(ros, checkpo
 
 
 TINY_RECIPE = """
-model: {method: seeded, input_size_px: 64, model_points: 128, observed_points: 64}
+model: {method: per_seed, input_size_px: 64, model_points: 128, observed_points: 64}
 train: {batch_size: 4, seed: 0}
 """
 

@@ -17,7 +17,7 @@ from bin_perception.sim.dataset import simulate_bag
 
 # 24 frames in batches of 4: 6 steps an epoch, 30 in all, a checkpoint every few steps.
 CONFIG = {
-    "model": {"method": "seeded", "input_size_px": 64, "model_points": 256, "observed_points": 128},
+    "model": {"method": "per_seed", "input_size_px": 64, "model_points": 256, "observed_points": 128},
     "train": {"batch_size": 4, "epochs": 5, "seed": 0, "threads": 1, "checkpoint_every_s": 0.3},
 }
 STEPS = 30

@@ -181,7 +181,7 @@ def test_seeds_beat_kmeans_on_elongated_parts(name):
 def test_seeded_training_and_evaluation(tmp_path):
     bag = tmp_path / "bolt_n2.mcap"
     simulate_bag("bolt", 2, 24, seed=2, out=bag, progress=False)
-    model = ModelConfig(method="seeded", align_crops=True, input_size_px=64, model_points=256, observed_points=128)
+    model = ModelConfig(method="per_seed", align_crops=True, input_size_px=64, model_points=256, observed_points=128)
     result = train([str(bag)], 2, Config(model=model, train=TrainConfig(batch_size=4, epochs=4, seed=0)), tmp_path / "run")
     assert result.steps == 24
     # The seeds measured the part on the training frames (the bolt is 46.7 mm between its farthest points).
@@ -191,12 +191,12 @@ def test_seeded_training_and_evaluation(tmp_path):
     assert len(fused_m) > 0 and np.ptp(fused_m, axis=0).max() < 0.2
     metrics = evaluate(str(bag), tmp_path / "report", str(result.run_dir / "checkpoint.pt"), baselines=("kmeans",), tune_frames=0)
     methods = metrics["methods"]
-    assert set(methods) == {"ours", "ours_seeds", "kmeans"}
+    assert set(methods) == {"model", "model_seeds", "kmeans"}
     assert metrics["fused_model_fidelity_m"] > 0 and (tmp_path / "report" / "fused_model_vs_mesh.png").is_file()
-    assert methods["ours_seeds"]["f1"] > methods["kmeans"]["f1"]
-    assert methods["ours"]["f1"] > 0.6 and methods["ours"]["frames"] == 24
+    assert methods["model_seeds"]["f1"] > methods["kmeans"]["f1"]
+    assert methods["model"]["f1"] > 0.6 and methods["model"]["frames"] == 24
     # One part at a time: the same model perceives bins of another N.
     other = tmp_path / "bolt_n3.mcap"
     simulate_bag("bolt", 3, 4, seed=3, out=other, progress=False)
     metrics = evaluate(str(other), tmp_path / "report_n3", str(result.run_dir / "checkpoint.pt"), baselines=(), tune_frames=0)
-    assert metrics["methods"]["ours"]["frames"] == 4 and metrics["methods"]["ours"]["f1"] > 0.6
+    assert metrics["methods"]["model"]["frames"] == 4 and metrics["methods"]["model"]["f1"] > 0.6

@@ -27,7 +27,7 @@ def test_the_network_learns_the_registered_poses_and_the_model_becomes_x():
     # A registration as the true poses would give it: the part's surface and each view's pose.
     registration = Registration(views.poses, np.zeros(count), model_m, np.zeros(count, dtype=int))
     seeds = SeedViews(views.points_m, views.crops, views.angles, views.centres)
-    perception = BinPerception(1, WORKSPACE, ModelConfig(method="seeded", align_crops=True, input_size_px=64, model_points=256), seed=0)
+    perception = BinPerception(1, WORKSPACE, ModelConfig(method="per_seed", align_crops=True, input_size_px=64, model_points=256), seed=0)
     centred_m = model_m - model_m.mean(0)
     # As after training, the batch norms' statistics are those of these crops.
     with torch.no_grad():

@@ -12,7 +12,7 @@ from bin_perception.learning.trainer import train
 from bin_perception.model import CheckpointError
 from bin_perception.sim.dataset import simulate_bag
 
-TINY_MODEL = ModelConfig(method="thesis", input_size_px=64, model_points=256, observed_points=256)
+TINY_MODEL = ModelConfig(method="whole_image", input_size_px=64, model_points=256, observed_points=256)
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +46,12 @@ def test_evaluate_writes_its_report_and_the_model_beats_chance(trained_run, tmp_
     report = tmp_path / "report"
     metrics = evaluate(str(bag), report, str(result.run_dir / "checkpoint.pt"), baselines=("kmeans", "dbscan"), tune_frames=8)
     methods = metrics["methods"]
-    assert set(methods) == {"ours", "kmeans", "dbscan"}
+    assert set(methods) == {"model", "kmeans", "dbscan"}
     for m in methods.values():
         assert {"f1", "precision", "recall", "frames", "ms_per_frame"} <= set(m) and m["frames"] == 32
     # Two instances labelled at random score a pairwise F1 of about 0.5.
-    assert methods["ours"]["f1"] > 0.6
-    assert methods["ours"]["chamfer"] > 0 and metrics["model_fidelity_m"] > 0
+    assert methods["model"]["f1"] > 0.6
+    assert methods["model"]["chamfer"] > 0 and metrics["model_fidelity_m"] > 0
     assert json.loads((report / "metrics.json").read_text())["methods"]["kmeans"]["f1"] == methods["kmeans"]["f1"]
     for name in ("report.md", "segments_ours.png", "segments_kmeans.png", "model_vs_mesh.png"):
         assert (report / name).stat().st_size > 0

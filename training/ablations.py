@@ -91,7 +91,7 @@ def run_ablations(
     rows = {}
     for name in variants:
         metrics = json.loads((out / "reports" / name / "metrics.json").read_text())
-        ours = metrics["methods"]["ours"]
+        ours = metrics["methods"]["model"]
         sidecar = json.loads((out / "runs" / name / "checkpoint.json").read_text())
         rows[name] = {**{k: ours.get(k) for k in REPORTED}, "model_fidelity_m": metrics.get("model_fidelity_m"), "steps": sidecar.get("step")}
     return rows

@@ -3,7 +3,7 @@
     python -m training.table --out runs/table [--parts nut bolt] [--instances 2 3 4] [--train-minutes 6] [--jobs 2]
 
 For each part it simulates the training bags and held-out test bags (another
-seed), trains the seeded method once at ``--seeded-train-n`` (its network sees
+seed), trains the per-seed method once at ``--per-seed-train-n`` (its network sees
 one part at a time, so that model serves every N) and the thesis's method at
 each N, evaluates each test bag with both checkpoints and the baselines, and
 writes ``table.md`` and ``table.json``. Every step runs the project's own CLI,
@@ -25,9 +25,9 @@ from bin_perception.sim.parts import part_names
 from .jobs import cli, run_missing
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
-METHODS = {"seeded": CONFIG_DIR / "train_cpu.yaml", "thesis": CONFIG_DIR / "train_thesis_cpu.yaml"}
-# "ours" is the seeded method as its recipe segments; the other of its two segmentations follows.
-COLUMNS = ("ours", "ours_transfer", "ours_seeds", "thesis", "kmeans", "spectral", "dbscan")
+METHODS = {"per_seed": CONFIG_DIR / "train_cpu.yaml", "whole_image": CONFIG_DIR / "train_thesis_cpu.yaml"}
+# "model" is the per-seed method as its recipe segments; the other of its two segmentations follows.
+COLUMNS = ("model", "model_transfer", "model_seeds", "whole_image", "kmeans", "spectral", "dbscan")
 TRAIN_SEED, TEST_SEED = 1, 2
 
 
@@ -40,12 +40,12 @@ def _run_dir(out: Path, method: str, part: str, instances: int) -> Path:
 
 
 def build_table(
-    out: Path, parts: list[str], counts: list[int], train_scenes: int, test_scenes: int, train_minutes: float, seeded_n: int, jobs: int
+    out: Path, parts: list[str], counts: list[int], train_scenes: int, test_scenes: int, train_minutes: float, per_seed_n: int, jobs: int
 ) -> dict:
     """Simulate, train and evaluate what is missing under ``out``; return the table's figures."""
     simulate, train, evaluate = [], [], []
     for part in parts:
-        for n in sorted(set(counts) | {seeded_n}):
+        for n in sorted(set(counts) | {per_seed_n}):
             bag = _bag(out, part, n, "train")
             command = cli(
                 "simulate", "--part", part, "--instances", str(n), "--scenes", str(train_scenes), "--seed", str(TRAIN_SEED), "--out", str(bag)
@@ -57,7 +57,7 @@ def build_table(
                 "simulate", "--part", part, "--instances", str(n), "--scenes", str(test_scenes), "--seed", str(TEST_SEED), "--out", str(bag)
             )
             simulate.append((command, out / "logs" / f"{bag.name}.log", bag))
-        trained = [("seeded", seeded_n)] + [("thesis", n) for n in counts]
+        trained = [("per_seed", per_seed_n)] + [("whole_image", n) for n in counts]
         for method, n in trained:
             run = _run_dir(out, method, part, n)
             command = cli("train", "--bag", str(_bag(out, part, n, "train")), "--instances", str(n), "--config", str(METHODS[method]))
@@ -66,11 +66,11 @@ def build_table(
         for n in counts:
             test = str(_bag(out, part, n, "test"))
             ours = out / "reports" / f"{part}_n{n}"
-            checkpoint = _run_dir(out, "seeded", part, seeded_n) / "checkpoint.pt"
+            checkpoint = _run_dir(out, "per_seed", part, per_seed_n) / "checkpoint.pt"
             command = cli("evaluate", "--bag", test, "--checkpoint", str(checkpoint), "--baselines", "kmeans,spectral,dbscan", "--out", str(ours))
             evaluate.append((command, out / "logs" / f"evaluate_{part}_n{n}.log", ours / "metrics.json"))
             thesis = out / "reports" / f"{part}_n{n}_thesis"
-            checkpoint = _run_dir(out, "thesis", part, n) / "checkpoint.pt"
+            checkpoint = _run_dir(out, "whole_image", part, n) / "checkpoint.pt"
             command = cli("evaluate", "--bag", test, "--checkpoint", str(checkpoint), "--baselines", "dbscan", "--out", str(thesis))
             evaluate.append((command, out / "logs" / f"evaluate_{part}_n{n}_thesis.log", thesis / "metrics.json"))
     run_missing("simulate", simulate, jobs)
@@ -87,7 +87,7 @@ def collect(out: Path, parts: list[str], counts: list[int]) -> dict:
             ours = json.loads((out / "reports" / f"{part}_n{n}" / "metrics.json").read_text())["methods"]
             # The thesis's report scores DBSCAN only to skip the same tuning frames as ours.
             thesis = json.loads((out / "reports" / f"{part}_n{n}_thesis" / "metrics.json").read_text())["methods"]
-            row = {"part": part, "instances": n, **{name: ours[name] for name in COLUMNS if name in ours}, "thesis": thesis["ours"]}
+            row = {"part": part, "instances": n, **{name: ours[name] for name in COLUMNS if name in ours}, "whole_image": thesis["model"]}
             rows.append({k: v if k in ("part", "instances") else {m: v[m] for m in ("f1", "precision", "recall")} for k, v in row.items()})
     columns = [name for name in COLUMNS if all(name in r for r in rows)]
     mean = {n: {name: float(np.mean([r[name]["f1"] for r in rows if r["instances"] == n])) for name in columns} for n in counts}
@@ -114,10 +114,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-scenes", type=int, default=300)
     parser.add_argument("--test-scenes", type=int, default=30, help="the first 10 tune DBSCAN's eps and are left out of every score")
     parser.add_argument("--train-minutes", type=float, default=6.0, help="per training run")
-    parser.add_argument("--seeded-train-n", type=int, default=3, help="the N of the seeded method's training bins")
+    parser.add_argument("--per-seed-train-n", type=int, default=3, help="the N of the per-seed method's training bins")
     parser.add_argument("--jobs", type=int, default=2, help="processes at a time, one thread each")
     args = parser.parse_args(argv)
-    table = build_table(args.out, args.parts, args.instances, args.train_scenes, args.test_scenes, args.train_minutes, args.seeded_train_n, args.jobs)
+    table = build_table(
+        args.out, args.parts, args.instances, args.train_scenes, args.test_scenes, args.train_minutes, args.per_seed_train_n, args.jobs
+    )
     write_text(args.out / "table.json", json.dumps(table, indent=1))
     write_text(args.out / "table.md", markdown(table))
     print(markdown(table))

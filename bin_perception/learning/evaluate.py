@@ -7,9 +7,9 @@ model's prediction; the learned model's fidelity to the true mesh; and the
 pose errors of the matched instances. It writes REPORT_DIR/metrics.json,
 report.md, overlay PNGs per method and the learned model beside the mesh.
 
-"ours" is the checkpoint as the node runs it, and so is its time per frame. A
-seeded checkpoint also reports its other segmentation, "ours_seeds" (the seeds
-alone) or "ours_transfer" (the label transfer from the rendered model).
+"model" is the checkpoint as the node runs it, and so is its time per frame. A
+per-seed checkpoint also reports its other segmentation, "model_seeds" (the seeds
+alone) or "model_transfer" (the label transfer from the rendered model).
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ DBSCAN_EPS_CANDIDATES_M = tuple(np.geomspace(0.0003, 0.008, 15))
 
 
 def _check_fit(perception, instances: int | None, bag_instances: str | None, config: Config | None, checkpoint: Path) -> None:
-    """Raise unless the checkpoint can perceive this bag; a seeded model is set to the bag's N."""
+    """Raise unless the checkpoint can perceive this bag; a sper-seed model is set to the bag's N."""
     for source, count in (("--instances is", instances), ("the bag holds bins of", bag_instances)):
-        # The seeded method's network sees one part at a time, so it perceives any N.
-        if count is not None and int(count) != perception.instances and not perception.seeded:
+        # The per-seed method's network sees one part at a time, so it perceives any N.
+        if count is not None and int(count) != perception.instances and not perception.per_seed:
             raise CheckpointError(f"checkpoint {checkpoint}: trained for N={perception.instances}, but {source} {count}")
     if instances is not None and bag_instances is not None and instances != int(bag_instances):
         raise CheckpointError(f"--instances is {instances}, but the bag holds bins of {bag_instances}")
@@ -121,7 +121,7 @@ def evaluate(
             truths.append(truth[truth > 0])
         params["dbscan"]["eps_m"] = choose_dbscan_eps(clouds, truths, DBSCAN_EPS_CANDIDATES_M)
 
-    methods = (["ours"] if perception else []) + ([_other_segmentation(perception)] if perception and perception.seeded else []) + list(baselines)
+    methods = (["model"] if perception else []) + ([_other_segmentation(perception)] if perception and perception.per_seed else []) + list(baselines)
     per_frame: dict[str, list[dict]] = {m: [] for m in methods}
     overlays: dict[str, list[np.ndarray]] = {m: [] for m in methods}
     mesh = reader.part_mesh()
@@ -144,22 +144,22 @@ def evaluate(
         rendered = None
         for method in methods:
             start = time.perf_counter()
-            if method == "ours":
+            if method == "model":
                 prediction = perception.predict(frame, obs)  # timed as the node runs it
                 labels = prediction.point_labels
-            elif method == "ours_seeds":  # the seeded method's seeds alone, before the model
+            elif method == "model_seeds":  # the per-seed method's seeds alone, before the model
                 labels = obs.seeds
-            elif method == "ours_transfer":
+            elif method == "model_transfer":
                 labels = transfer_labels(obs.points, rendered.visible_points, rendered.visible_ids)
             else:
                 labels = run_baseline(method, points_m, instances, **params[method])
-            elapsed_ms = 1000 * (time.perf_counter() - start) + (observe_ms if method.startswith("ours") else 0.0)
-            if method == "ours":
+            elapsed_ms = 1000 * (time.perf_counter() - start) + (observe_ms if method.startswith("model") else 0.0)
+            if method == "model":
                 # The chamfer (and the label transfer) need the rendered scene, which a seeds-segmenting node skips.
                 rendered = prediction if prediction.visible_points is not None else perception.predict(frame, obs, render_scene=True)
             scores = pairwise_scores(truth[part], labels[part])
             row = {"precision": scores.precision, "recall": scores.recall, "f1": scores.f1, "ms": elapsed_ms}
-            if method == "ours":
+            if method == "model":
                 row["chamfer_m"] = chamfer_distance(points_m, normalization.to_metres(rendered.visible_points))
                 if fidelity is not None:
                     camera_from_part = prediction.poses @ np.linalg.inv(fidelity.part_from_model)
@@ -200,8 +200,8 @@ def evaluate(
 
 
 def _other_segmentation(perception: BinPerception) -> str:
-    """The seeded method's segmentation that its config does not choose, reported beside it."""
-    return "ours_transfer" if perception.config.segmentation == "seeds" else "ours_seeds"
+    """The per-seed method's segmentation that its config does not choose, reported beside it."""
+    return "model_transfer" if perception.config.segmentation == "seeds" else "model_seeds"
 
 
 def _parts_of(
@@ -251,7 +251,7 @@ def _write_report(
         lines += ["", f"Learned model to true mesh, chamfer after the best rigid alignment: {result['model_fidelity_m'] * 1000:.2f} mm."]
     if result["fused_model_fidelity_m"] is not None:
         lines += ["", f"Fused model (model_fused.ply, as many points) to true mesh, the same way: {result['fused_model_fidelity_m'] * 1000:.2f} mm."]
-    ours = result["methods"].get("ours", {})
+    ours = result["methods"].get("model", {})
     if "rotation_error_deg" in ours:
         lines.append(
             f"Pose errors (Hungarian-matched, symmetry-aware): rotation {ours['rotation_error_deg']:.1f} deg, "

@@ -44,7 +44,7 @@ class ScenePoses(_PosesInMetres):
 
 
 class SeedPoses(_PosesInMetres):
-    """The seeded network: one crop per seed (K, 1, S, S), the seeds' centroids (K, 3) in model units and the
+    """The per-seed network: one crop per seed (K, 1, S, S), the seeds' centroids (K, 3) in model units and the
     crops' turns (K,) in radians -> rotations (K, 3, 3), translations (K, 3) in metres."""
 
     def forward(self, crops: torch.Tensor, centres: torch.Tensor, angles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,7 +54,7 @@ class SeedPoses(_PosesInMetres):
 
 def pose_module(perception: BinPerception) -> nn.Module:
     """The deployable pose network of ``perception``, in eval mode."""
-    kind = SeedPoses if perception.seeded else ScenePoses
+    kind = SeedPoses if perception.per_seed else ScenePoses
     return kind(perception.net, perception.normalization).eval()
 
 
@@ -64,7 +64,7 @@ def example_inputs(perception: BinPerception, generator: torch.Generator) -> tup
     The shapes are fixed because PoseNet reads its batch size with ``len``, which a trace records as a constant.
     """
     size = perception.config.input_size_px
-    if not perception.seeded:
+    if not perception.per_seed:
         return (torch.rand(1, 1, size, size, generator=generator),)
     crops = perception.instances
     angles = (torch.rand(crops, generator=generator) - 0.5) * 2 * torch.pi
@@ -127,7 +127,7 @@ def export(checkpoint: str | os.PathLike, out_dir: str | os.PathLike) -> ExportR
     inputs = (
         f"crops ({count}, 1, {size}, {size}) float32, centres ({count}, 3) float32 model units and angles ({count},) "
         "float32 radians: Observation.crops, Observation.centres and Observation.angles of one frame"
-        if perception.seeded
+        if perception.per_seed
         else f"images (1, 1, {size}, {size}) float32: Observation.image of one frame"
     )
     manifest = {

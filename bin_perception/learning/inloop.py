@@ -221,10 +221,10 @@ class InloopTraining:
         self._metadata = {**perception.metadata(), **{k: v for k, v in metadata.items() if k in ("step", "gamma")}}
         self.latest: dict = {"step": int(metadata.get("step", 0))}
         self.offered = self.dropped = 0
-        # A seeded model started from nothing has not measured its part (seeds.part_size): the first
+        # A sper-seed model started from nothing has not measured its part (seeds.part_size): the first
         # frames offered measure it, and the trainer's checkpoints and the node's model then carry it.
         self.part_size_m = perception.part_size_m
-        self._measuring = perception if perception.seeded and perception.part_size_m is None else None
+        self._measuring = perception if perception.per_seed and perception.part_size_m is None else None
         self._sizes: list[np.ndarray] = []
         self._saved: queue.Queue[str] = queue.Queue()
         self._lock = threading.Lock()

@@ -78,8 +78,8 @@ def register_seed_views(perception: BinPerception, frames: Sequence[Frame]) -> t
     """The seeds' views of ``frames`` registered into one frame; ValueError where the method or the
     views do not allow it (the thesis's method, unaligned crops, or too few views)."""
     config = perception.config
-    if not (perception.seeded and config.align_crops and config.registration_faces):
-        raise ValueError("registering the views needs method seeded, align_crops and registration_faces > 0")
+    if not (perception.per_seed and config.align_crops and config.registration_faces):
+        raise ValueError("registering the views needs method per_seed, align_crops and registration_faces > 0")
     needed = MIN_VIEWS_PER_FACE * config.registration_faces
     if len(frames) * perception.instances < needed:
         raise ValueError(

@@ -136,8 +136,8 @@ def train_step(
     config = perception.config
     batch = [observations[i] for i in indices]
     rotations, translations = (perception if model is None else model)(batch)
-    observed = observed_clouds(batch, config.observed_points, rng, perception.seeded).to(rotations.device)
-    if perception.seeded:
+    observed = observed_clouds(batch, config.observed_points, rng, perception.per_seed).to(rotations.device)
+    if perception.per_seed:
         # Each part against its own seed: N = 1 problems, one per seed.
         rotations, translations = rotations.reshape(-1, 1, 3, 3), translations.reshape(-1, 1, 3)
     loss = scene_loss(
@@ -181,7 +181,8 @@ class TrainResult:
 def _check_resumable(path: Path, perception: BinPerception, metadata: dict, instances: int, config: Config, frames: CachedFrames) -> None:
     if perception.instances != instances:
         raise CheckpointError(f"checkpoint {path}: trained for N={perception.instances}, but --instances is {instances}")
-    differing = [k for k, v in dataclasses.asdict(config.model).items() if metadata["model"].get(k) != v]
+    trained = dataclasses.asdict(perception.config)
+    differing = [k for k, v in dataclasses.asdict(config.model).items() if trained.get(k) != v]
     if differing:
         raise CheckpointError(f"checkpoint {path}: its model config differs from this one in {', '.join(differing)}")
     if metadata.get("data") != frames.keys:
@@ -245,7 +246,7 @@ def train(
         state, progress = {}, {"step": 0, "epoch": 0, "gamma": 0.0, "loss": float("nan"), "elapsed_s": 0.0}
     perception.to(cluster.device)
     usable = observable_frames(perception, frames, cluster.is_main)
-    if perception.seeded and perception.part_size_m is None:
+    if perception.per_seed and perception.part_size_m is None:
         perception.part_size_m = perception.measure_part_size(
             frames[i] for i in tqdm(usable, desc="measure the part", unit="frame", disable=not cluster.is_main)
         )

@@ -57,7 +57,7 @@ class ObjectModel(nn.Module):
 
 
 def seed_poses(net: PoseNet, crops: torch.Tensor, angles_rad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The seeded network's poses of K crops (K, 1, S, S), each turned by -angle (K,) about the optical axis
+    """The per-seed network's poses of K crops (K, 1, S, S), each turned by -angle (K,) about the optical axis
     (:mod:`bin_perception.model.observation`), turned back: rotations (K, 3, 3) and offsets from the seeds'
     centroids (K, 3), model units."""
     rotations, offsets = net(crops)

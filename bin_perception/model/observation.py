@@ -8,7 +8,7 @@ network's input is the depth image in the same units: (centre_z - depth) /
 scale inside the workspace (nearer is larger), 0 elsewhere and where invalid,
 resized to the input size with area averaging. No ground truth is involved.
 
-The seeded method (see :mod:`bin_perception.model.seeds`) also cuts one crop
+The per-seed method (see :mod:`bin_perception.model.seeds`) also cuts one crop
 per seed: the seed's pixels in a square around it, their height relative to
 the seed's centroid, resized to the input size. Its network sees one part at
 a time and predicts the part's pose relative to that centroid. With
@@ -68,7 +68,7 @@ class Observation:
     pixels: np.ndarray  # (n,) flat pixel indices into the depth image
     image: np.ndarray  # (S, S) float32, the network's input
     shape: tuple[int, int]  # the depth image's (H, W)
-    seeds: np.ndarray | None = None  # (n,) seed label 1..N of each point (seeded method)
+    seeds: np.ndarray | None = None  # (n,) seed label 1..N of each point (per_seed method)
     crops: np.ndarray | None = None  # (N, S, S) float32, one input per seed
     centres: np.ndarray | None = None  # (N, 3) float32, each seed's centroid, model units
     angles: np.ndarray | None = None  # (N,) float32 radians, each crop's turn about the optical axis (0 unaligned)

@@ -2,7 +2,7 @@
 
 ``BinPerception`` holds everything a trained model needs at inference (the
 networks, the workspace, the normalisation, the model config and, for the
-seeded method, the part's measured size) and saves to a weights-only
+per-seed method, the part's measured size) and saves to a weights-only
 checkpoint with a JSON sidecar.
 """
 
@@ -29,7 +29,7 @@ from .render import best_channels, instance_ids, render, visible_scene
 from .seeds import PartSize, part_size
 from .segment import label_image, transfer_labels
 
-# 2: the seeded method's part_size_m (extent and box) replaced part_extent_m, which still loads.
+# 2: the per-seed method's part_size_m (extent and box) replaced part_extent_m, which still loads.
 CHECKPOINT_FORMAT = 2
 
 
@@ -62,29 +62,29 @@ class BinPerception(nn.Module):
         self.config = config or ModelConfig()
         self.workspace = np.asarray(workspace, dtype=np.float64).reshape(2, 3)
         self.normalization = Normalization.from_workspace(self.workspace)
-        # The seeded method's measure of the part (seeds.part_size); None until measured.
+        # The per-seed method's measure of the part (seeds.part_size); None until measured.
         self.part_size_m: PartSize | None = None
         # Seeded initial weights, without reseeding the caller's global generator.
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            # The seeded method's network sees one part at a time.
-            self.net = PoseNet(1 if self.seeded else instances, self.config.rotation, self.config.stem)
+            # The per-seed method's network sees one part at a time.
+            self.net = PoseNet(1 if self.per_seed else instances, self.config.rotation, self.config.stem)
             self.object_model = ObjectModel(self.config.model_points, self.config.init_cube)
 
     @property
-    def seeded(self) -> bool:
-        return self.config.method == "seeded"
+    def per_seed(self) -> bool:
+        return self.config.method == "per_seed"
 
     def set_instances(self, instances: int) -> None:
         """Perceive ``instances`` parts per bin from now on.
 
-        The seeded method's network sees one part at a time, so any N >= 1 works; the thesis's network
+        The per-seed method's network sees one part at a time, so any N >= 1 works; the whole-image network
         regresses a fixed N poses, the N it was trained for.
         """
         if instances < 1:
             raise ValueError(f"instances {instances}: a bin holds at least one part")
-        if not self.seeded and instances != self.instances:
-            raise ValueError(f"instances {instances}: this model (method thesis) was trained for exactly {self.instances}")
+        if not self.per_seed and instances != self.instances:
+            raise ValueError(f"instances {instances}: this model (method whole_image) was trained for exactly {self.instances}")
         self.instances = instances
 
     def set_workspace(self, workspace: np.ndarray) -> None:
@@ -92,7 +92,7 @@ class BinPerception(nn.Module):
         self.workspace = np.asarray(workspace, dtype=np.float64).reshape(2, 3)
 
     def observe(self, frame: Frame) -> Observation:
-        seeds = self.instances if self.seeded else None
+        seeds = self.instances if self.per_seed else None
         config = self.config
         return observe(
             frame, self.workspace, self.normalization, config.input_size_px, seeds, config.seed_jump_px, config.seed_fragment_fraction,
@@ -123,7 +123,7 @@ class BinPerception(nn.Module):
     def forward(self, observations: list[Observation]) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotations (B, N, 3, 3) and translations (B, N, 3), model units, of B observed frames."""
         device = self.object_model.points.device
-        if not self.seeded:
+        if not self.per_seed:
             images = torch.from_numpy(np.stack([o.image for o in observations]))[:, None].to(device)
             return self.net(images)
         crops = torch.from_numpy(np.concatenate([o.crops for o in observations]))[:, None].to(device)

@@ -53,7 +53,10 @@ PARAMETERS = (
     Parameter("inloop.checkpoint_every_s", float, 60.0, "train_inloop: seconds between checkpoints", live=False, range=(1.0, 1e7)),
     Parameter("inloop.threads", int, 1, "train_inloop: the trainer process's torch threads", live=False, range=(1, 256)),
     # Declared once the checkpoint is loaded, with its values as defaults.
-    Parameter("instances", int, None, "parts per bin, N (the seeded method takes any N; the thesis's, its own)", live=True, range=(1, 256)),
+    Parameter(
+        "instances", int, None, "parts per bin, N (the per-seed method takes any N; the whole-image method, only its own)",
+        live=True, range=(1, 256),
+    ),
     Parameter("workspace", list, None, f"the parts' box, {WORKSPACE_DOC}", live=True),
     Parameter(
         "model.hpr_exponent",

@@ -1,7 +1,7 @@
 """Inference latency, one frame from depth image to label image, against the ResNet-18 forward alone
 and the clustering baselines on the same frames.
 
-Two forwards are timed: the model's own network on this frame's input (for the seeded method, N crops at
+Two forwards are timed: the model's own network on this frame's input (for the per-seed method, N crops at
 the configured size) and a ResNet-18 on one 224 x 224 image, the thesis's network and input. Ours is
 split into the observation (back-projection and seeds), the network (timed again after it, so warm), and
 the rest: rendering, HPR over the scene and label transfer where the config transfers labels, and the

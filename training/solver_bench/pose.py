@@ -80,7 +80,7 @@ class Budget:
 FULL = Budget(
     train_scenes=300,
     validation_scenes=24,
-    model=ModelConfig(method="thesis", input_size_px=64, model_points=512, observed_points=512),
+    model=ModelConfig(method="whole_image", input_size_px=64, model_points=512, observed_points=512),
     batch=16,
     epochs=6,
     grids={
@@ -94,7 +94,7 @@ FULL = Budget(
 QUICK = Budget(
     train_scenes=16,
     validation_scenes=4,
-    model=ModelConfig(method="thesis", input_size_px=32, model_points=128, observed_points=128),
+    model=ModelConfig(method="whole_image", input_size_px=32, model_points=128, observed_points=128),
     batch=4,
     epochs=2,
     grids={"adam": (1e-3, 1e-2), "sgd-m": (1e-2, 3e-2), "bpgrad-m": (10.0, 30.0), "bpgrad": (3.0, 10.0)},
