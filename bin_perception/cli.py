@@ -117,13 +117,30 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from bin_perception.learning.trainer import run_from_args
+    from .learning.distributed import init_from_env, shutdown
+    from .learning.trainer import train
 
-    return run_from_args(args)
+    config = load_config(args.config)
+    config.topics = topics_from_args(args, config)
+    if args.optimizer:
+        config.train.optimizer = args.optimizer
+    if args.instances < 1:
+        raise ConfigError(f"--instances must be at least 1, got {args.instances}")
+    cluster = init_from_env()
+    try:
+        result = train(args.bag, args.instances, config, args.out, args.workspace, args.max_minutes, args.resume)
+    finally:
+        shutdown(cluster)
+    if cluster.is_main:
+        print(
+            f"trained {result.steps} steps ({result.epochs} epochs) in {result.seconds / 60:.1f} min, "
+            f"final loss {result.final_loss:.4f}; wrote {result.run_dir / 'checkpoint.pt'}"
+        )
+    return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from bin_perception.learning.evaluate import evaluate
+    from .learning.evaluate import evaluate
 
     config = load_config(args.config) if args.config else None
     topics = topics_from_args(args, config or Config())
@@ -138,7 +155,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from bin_perception.learning.export import export
+    from .learning.export import export
 
     result = export(args.checkpoint, args.out)
     print(f"object model: {result.model_ply}")

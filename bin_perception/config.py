@@ -179,6 +179,9 @@ class TrainConfig:
     # after training, epochs of teaching the network the poses of the registered views (bin_perception.learning.self_training);
     # 0 leaves the network and its model as trained
     registration_epochs: int = 30
+    # Each frame is observed once and kept for every later epoch, up to this much memory; frames beyond
+    # it are observed again whenever a batch draws them.
+    observation_cache_mb: float = 4096.0
 
     def __post_init__(self) -> None:
         _require(self.optimizer in OPTIMIZERS, f"optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
@@ -188,6 +191,7 @@ class TrainConfig:
             _require(getattr(self, name) >= 1, f"{name} must be at least 1")
         _require(self.scenes is None or self.scenes >= 1, "scenes must be at least 1")
         _require(self.registration_epochs >= 0, "registration_epochs must be at least 0")
+        _require(self.observation_cache_mb >= 0, "observation_cache_mb must be 0 (off) or more")
 
 
 @dataclass

@@ -2,14 +2,18 @@
 
 import csv
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
 
 from bin_perception.config import Config, ModelConfig, TrainConfig
+from bin_perception.learning.data import resolve_workspace
 from bin_perception.learning.evaluate import evaluate
+from bin_perception.learning.frame_cache import open_frames
+from bin_perception.learning.observations import ObservationCache, observation_nbytes
 from bin_perception.learning.trainer import train
-from bin_perception.model import CheckpointError
+from bin_perception.model import BinPerception, CheckpointError
 from bin_perception.sim.dataset import simulate_bag
 
 TINY_MODEL = ModelConfig(method="whole_image", input_size_px=64, model_points=256, observed_points=256)
@@ -53,7 +57,7 @@ def test_evaluate_writes_its_report_and_the_model_beats_chance(trained_run, tmp_
     assert methods["model"]["f1"] > 0.6
     assert methods["model"]["chamfer"] > 0 and metrics["model_fidelity_m"] > 0
     assert json.loads((report / "metrics.json").read_text())["methods"]["kmeans"]["f1"] == methods["kmeans"]["f1"]
-    for name in ("report.md", "segments_ours.png", "segments_kmeans.png", "model_vs_mesh.png"):
+    for name in ("report.md", "segments_model.png", "segments_kmeans.png", "model_vs_mesh.png"):
         assert (report / name).stat().st_size > 0
 
 
@@ -69,3 +73,31 @@ def test_a_checkpoint_that_does_not_fit_is_refused(trained_run, tmp_path):
     simulate_bag("nut", 3, 2, seed=1, out=other, progress=False)
     with pytest.raises(CheckpointError, match=r"the bag holds bins of 3"):
         evaluate(str(other), tmp_path, checkpoint)
+
+
+def test_training_observes_each_frame_once_over_its_epochs(nut_bag, tmp_path, monkeypatch):
+    observed = Counter()
+    observe = BinPerception.observe
+
+    def counting_observe(self, frame):
+        observed[frame.stamp_ns] += 1
+        return observe(self, frame)
+
+    monkeypatch.setattr(BinPerception, "observe", counting_observe)
+    model = ModelConfig(input_size_px=32, model_points=64, observed_points=64, registration_faces=0)
+    config = Config(model=model, train=TrainConfig(batch_size=2, epochs=3, scenes=None, registration_epochs=0, seed=0))
+    result = train([str(nut_bag)], 3, config, tmp_path / "run")
+    assert result.steps == 3 * 3
+    # Three epochs over the bag's six frames; the fused model's closing pass predicts each once more.
+    assert set(observed.values()) == {2} and len(observed) == 6
+
+
+def test_past_its_budget_the_cache_observes_again(nut_bag):
+    frames = open_frames([str(nut_bag)], Config().topics, None)
+    perception = BinPerception(3, resolve_workspace(None, Config(), [str(nut_bag)]), ModelConfig(input_size_px=32))
+    first = perception.observe(frames[0])
+    cache = ObservationCache(perception, frames, budget_bytes=observation_nbytes(first) + 1)
+    for _ in range(2):
+        for index in range(len(frames)):
+            cache[index]
+    assert len(cache) == 1 and cache.observed == 1 + 2 * (len(frames) - 1)

@@ -1,12 +1,14 @@
 """Table 4.2 of Wu (2019) on simulated bins: every part x N, our method and the thesis's against the baselines.
 
     python -m training.table --out runs/table [--parts nut bolt] [--instances 2 3 4] [--train-minutes 6] [--jobs 2]
+        [--results-md docs/RESULTS.md [--bench-json runs/bench/node.json ...]]
 
 For each part it simulates the training bags and held-out test bags (another
 seed), trains the per-seed method once at ``--per-seed-train-n`` (its network sees
 one part at a time, so that model serves every N) and the thesis's method at
 each N, evaluates each test bag with both checkpoints and the baselines, and
-writes ``table.md`` and ``table.json``. Every step runs the project's own CLI,
+writes ``table.md`` and ``table.json``, and with ``--results-md`` the generated
+section of that file (``training.results``). Every step runs the project's own CLI,
 ``--jobs`` processes of one thread each at a time, and is skipped when its
 output exists, so an interrupted table resumes where it stopped.
 """
@@ -23,6 +25,7 @@ from bin_perception.io.atomic import write_text
 from bin_perception.sim.parts import part_names
 
 from .jobs import cli, run_missing
+from .results import load_benchmarks, markdown_table, write_results_md
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 METHODS = {"per_seed": CONFIG_DIR / "train_cpu.yaml", "whole_image": CONFIG_DIR / "train_thesis_cpu.yaml"}
@@ -96,14 +99,7 @@ def collect(out: Path, parts: list[str], counts: list[int]) -> dict:
 
 def markdown(table: dict) -> str:
     """Laid out like Table 4.2, with P and R as in Table B.1: F1 (P / R) per part, N and method."""
-    columns = table["columns"]
-    lines = ["| part | N | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
-    for row in table["rows"]:
-        cells = [f"{row[m]['f1']:.3f} ({row[m]['precision']:.2f} / {row[m]['recall']:.2f})" for m in columns]
-        lines.append(f"| {row['part']} | {row['instances']} | " + " | ".join(cells) + " |")
-    for n, mean in table["mean"].items():
-        lines.append(f"| **mean** | {n} | " + " | ".join(f"**{mean[m]:.3f}**" for m in columns) + " |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(table)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -116,12 +112,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-minutes", type=float, default=6.0, help="per training run")
     parser.add_argument("--per-seed-train-n", type=int, default=3, help="the N of the per-seed method's training bins")
     parser.add_argument("--jobs", type=int, default=2, help="processes at a time, one thread each")
+    parser.add_argument("--results-md", type=Path, help="also write the table into this Markdown file's generated section (docs/RESULTS.md)")
+    parser.add_argument("--bench-json", type=Path, action="append", default=[], help="with --results-md: a benchmark's JSON to add (repeat)")
     args = parser.parse_args(argv)
+    if args.bench_json and not args.results_md:
+        parser.error("--bench-json goes into the file of --results-md; give that too")
+    # Read before the table is built: a mistyped path should fail now, not after hours of training.
+    try:
+        benchmarks = load_benchmarks(args.bench_json)
+    except FileNotFoundError as error:
+        parser.error(str(error))
     table = build_table(
         args.out, args.parts, args.instances, args.train_scenes, args.test_scenes, args.train_minutes, args.per_seed_train_n, args.jobs
     )
+    table["settings"] = {
+        "train_scenes": args.train_scenes, "test_scenes": args.test_scenes, "train_minutes": args.train_minutes,
+        "per_seed_train_n": args.per_seed_train_n, "jobs": args.jobs,
+    }
     write_text(args.out / "table.json", json.dumps(table, indent=1))
     write_text(args.out / "table.md", markdown(table))
+    if args.results_md:
+        write_results_md(args.results_md, table, benchmarks, source=str(args.out / "table.json"))
     print(markdown(table))
 
 

@@ -30,6 +30,7 @@ from ..frame import Frame
 from ..model.observation import Observation
 from ..model.perception import BinPerception, load_checkpoint, save_checkpoint
 from ..model.seeds import part_size
+from ..optim import BPGrad
 
 # A model from nothing measures its part on this many frames (10 s at 10 Hz; seeds.part_size needs 8
 # whole parts among them).
@@ -178,7 +179,7 @@ def _trainer(settings: InloopSettings, metadata: dict, state: dict, frames, weig
 
             now_s = time.monotonic()
             bounds = {}
-            if "lipschitz" in optimizer.defaults:
+            if isinstance(optimizer, BPGrad):
                 bounds = {"lower_bound": float(optimizer.lower_bound), "upper_bound": float(optimizer.upper_bound)}
             stats.put(("stats", {
                 "step": step, "loss": loss_value, "steps_per_s": window_steps / max(now_s - window_start_s, 1e-9),

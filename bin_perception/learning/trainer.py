@@ -43,11 +43,13 @@ from ..model.observation import Observation, TooFewPointsError, subsample
 from ..model.registration import Registration
 from ..model.render import scene_loss
 from ..model.seeds import describe_part_size
+from ..optim import BPGrad
 from ..viz import loss_curve, model_views
 from .data import iter_frames, resolve_workspace
 from .distributed import Cluster, data_parallel, mean_over_ranks
 from .export import write_model_ply
 from .frame_cache import CachedFrames, open_frames
+from .observations import ObservationCache
 from .self_training import SeedViews, adopt_registration, register_seed_views
 
 LOG_COLUMNS = ["step", "epoch", "loss", "elapsed_s"]
@@ -66,8 +68,6 @@ def make_optimizer(perception: BinPerception, train: TrainConfig) -> torch.optim
     """
     parameters = [perception.object_model.parameters(), perception.net.parameters()]
     if train.optimizer == "bpgrad":
-        from ..optim import BPGrad
-
         return BPGrad([{"params": p} for p in parameters], lipschitz=train.lipschitz, momentum=train.momentum)
     groups = [{"params": p, "lr": lr} for p, lr in zip(parameters, (train.lr_model, train.lr_network))]
     if train.optimizer == "adam":
@@ -75,9 +75,16 @@ def make_optimizer(perception: BinPerception, train: TrainConfig) -> torch.optim
     return torch.optim.SGD(groups, momentum=train.momentum)
 
 
+def make_schedule(optimizer: torch.optim.Optimizer, train: TrainConfig) -> torch.optim.lr_scheduler.StepLR | None:
+    """The learning rates' step decay; None for BPGrad, which has no learning rate to decay."""
+    if isinstance(optimizer, BPGrad):
+        return None
+    return torch.optim.lr_scheduler.StepLR(optimizer, train.lr_decay_epochs, gamma=train.lr_decay)
+
+
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     # BPGrad's step size depends on the objective's value, so it takes the loss.
-    if "lipschitz" in optimizer.defaults:
+    if isinstance(optimizer, BPGrad):
         optimizer.step(loss=loss.detach())
     else:
         optimizer.step()
@@ -157,7 +164,7 @@ def observable_frames(perception: BinPerception, frames: CachedFrames, progress:
     usable = []
     for index in tqdm(range(len(frames)), desc="check frames", unit="frame", disable=not progress):
         try:
-            perception.observe(frames[index])
+            perception.check_observable(frames[index])
         except TooFewPointsError:
             continue
         usable.append(index)
@@ -208,6 +215,58 @@ def _resumed_log(path: Path, step: int) -> list[tuple[int, float]]:
     return history
 
 
+def _start(
+    checkpoint_path: Path, resume: bool, instances: int, workspace: np.ndarray, config: Config, frames: CachedFrames, cluster: Cluster
+) -> tuple[BinPerception, dict, dict, bool]:
+    """The model to train, its optimiser's state and its progress: resumed from ``checkpoint_path``, or new."""
+    # Rank 0's view decides, so that every rank resumes or none does.
+    resumed = cluster.any(cluster.is_main and resume and checkpoint_path.is_file())
+    if resumed:
+        perception, state, progress = load_checkpoint(checkpoint_path)
+        _check_resumable(checkpoint_path, perception, progress, instances, config, frames)
+        if cluster.is_main:
+            tqdm.write(f"{checkpoint_path}: resuming at step {progress['step']} (epoch {progress['epoch']})")
+        return perception, state, progress, True
+    if resume and cluster.is_main:
+        tqdm.write(f"{checkpoint_path}: no checkpoint yet, so training starts afresh")
+    perception = BinPerception(instances, workspace, config.model, seed=config.train.seed)
+    return perception, {}, {"step": 0, "epoch": 0, "gamma": 0.0, "loss": float("nan"), "elapsed_s": 0.0}, False
+
+
+def _measure_part(perception: BinPerception, frames: CachedFrames, usable: np.ndarray, cluster: Cluster) -> None:
+    """The per-seed model's part size, from the frames whose seeds are N whole parts, unless already measured."""
+    if not perception.per_seed or perception.part_size_m is not None:
+        return
+    perception.part_size_m = perception.measure_part_size(
+        frames[i] for i in tqdm(usable, desc="measure the part", unit="frame", disable=not cluster.is_main)
+    )
+    if cluster.is_main:
+        tqdm.write(f"the part, from frames whose seeds are N whole parts: {describe_part_size(perception.part_size_m)}")
+
+
+def _open_log(path: Path, step: int, resumed: bool) -> list[tuple[int, float]]:
+    """The loss history so far: the resumed run's steps, or none in a new log with its header."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if resumed:
+        return _resumed_log(path, step)
+    with open(path, "w", newline="") as log_file:
+        csv.writer(log_file).writerow(LOG_COLUMNS)
+    return []
+
+
+def _register(perception: BinPerception, fusion_frames: list[Frame], train_config: TrainConfig) -> tuple[Registration | None, bool]:
+    """After the last step: the seeds' views registered, and adopted where the config asks; the registration and whether."""
+    registered = _registered_views(perception, fusion_frames)
+    adopted = bool(registered and train_config.registration_epochs)
+    if adopted:
+        losses = adopt_registration(perception, *registered, train_config.registration_epochs, seed=train_config.seed)
+        tqdm.write(
+            f"X is the registered model, and the network learned its poses: "
+            f"loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} epochs"
+        )
+    return (registered[0] if registered else None), adopted
+
+
 def train(
     bags: list[str],
     instances: int,
@@ -232,26 +291,11 @@ def train(
     with cluster.local_leader_first():
         frames = open_frames(bags, config.topics, train_config.scenes)
     checkpoint_path = run_dir / "checkpoint.pt"
-    # Rank 0's view decides, so that every rank resumes or none does.
-    resumed = cluster.any(cluster.is_main and resume and checkpoint_path.is_file())
-    if resumed:
-        perception, state, progress = load_checkpoint(checkpoint_path)
-        _check_resumable(checkpoint_path, perception, progress, instances, config, frames)
-        if cluster.is_main:
-            tqdm.write(f"{checkpoint_path}: resuming at step {progress['step']} (epoch {progress['epoch']})")
-    else:
-        if resume and cluster.is_main:
-            tqdm.write(f"{checkpoint_path}: no checkpoint yet, so training starts afresh")
-        perception = BinPerception(instances, workspace, model_config, seed=train_config.seed)
-        state, progress = {}, {"step": 0, "epoch": 0, "gamma": 0.0, "loss": float("nan"), "elapsed_s": 0.0}
+    perception, state, progress, resumed = _start(checkpoint_path, resume, instances, workspace, config, frames, cluster)
     perception.to(cluster.device)
     usable = observable_frames(perception, frames, cluster.is_main)
-    if perception.per_seed and perception.part_size_m is None:
-        perception.part_size_m = perception.measure_part_size(
-            frames[i] for i in tqdm(usable, desc="measure the part", unit="frame", disable=not cluster.is_main)
-        )
-        if cluster.is_main:
-            tqdm.write(f"the part, from frames whose seeds are N whole parts: {describe_part_size(perception.part_size_m)}")
+    _measure_part(perception, frames, usable, cluster)
+    observations = ObservationCache(perception, frames, int(train_config.observation_cache_mb * 2**20))
     batch_size = min(train_config.batch_size, len(usable)) // cluster.world_size
     if batch_size < 1:
         raise ValueError(f"{len(usable)} usable frames cannot make a batch for each of {cluster.world_size} processes")
@@ -264,11 +308,7 @@ def train(
         )
     model = data_parallel(perception, cluster)
     optimizer = make_optimizer(perception, train_config)
-    schedule = (
-        torch.optim.lr_scheduler.StepLR(optimizer, train_config.lr_decay_epochs, gamma=train_config.lr_decay)
-        if "lr" in optimizer.defaults
-        else None
-    )
+    schedule = make_schedule(optimizer, train_config)
     if resumed:
         optimizer.load_state_dict(state["optimizer"])
         if schedule:
@@ -280,10 +320,7 @@ def train(
     history: list[tuple[int, float]] = []
     if cluster.is_main:
         snapshots.mkdir(parents=True, exist_ok=True)
-        history = _resumed_log(log_path, step) if resumed else []
-        if not resumed:
-            with open(log_path, "w", newline="") as log_file:
-                csv.writer(log_file).writerow(LOG_COLUMNS)
+        history = _open_log(log_path, step, resumed)
 
     now = time.perf_counter()
     start, deadline = now - progress["elapsed_s"], now + 60 * max_minutes if max_minutes else float("inf")
@@ -307,9 +344,9 @@ def train(
             order = usable[list(sampler)]
             for position in range(step - epoch * steps_per_epoch, steps_per_epoch):
                 indices = order[position * batch_size : (position + 1) * batch_size]
-                observations = [perception.observe(frames[i]) for i in indices]
+                batch = [observations[i] for i in indices]
                 rngs = [np.random.default_rng([train_config.seed, epoch, i]) for i in indices]
-                loss = train_step(perception, optimizer, observations, np.arange(len(indices)), rngs, gamma, model)
+                loss = train_step(perception, optimizer, batch, np.arange(len(indices)), rngs, gamma, model)
                 step += 1
                 gamma += model_config.gamma_step
                 loss_value = loss.item()
@@ -334,18 +371,11 @@ def train(
         bar.close()
     if cluster.is_main:
         fusion_frames = [frames[i] for i in usable[: max(FUSION_FRAMES, math.ceil(REGISTRATION_VIEWS / perception.instances))]]
-        registered = _registered_views(perception, fusion_frames)
-        adopted = bool(registered and train_config.registration_epochs)
-        if adopted:
-            losses = adopt_registration(perception, *registered, train_config.registration_epochs, seed=train_config.seed)
-            tqdm.write(
-                f"X is the registered model, and the network learned its poses: "
-                f"loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} epochs"
-            )
+        registration, adopted = _register(perception, fusion_frames, train_config)
         checkpoint()
         write_model_ply(perception.model_points_m(), run_dir / "model.ply")
         model_views(perception.model_points_m(), snapshots / "model_final.png", f"after {step} steps" + (", registered" if adopted else ""))
-        write_fused_model(perception, fusion_frames, run_dir, registered[0] if registered else None)
+        write_fused_model(perception, fusion_frames, run_dir, registration)
         loss_curve(history, run_dir / "loss.png")
     return TrainResult(run_dir, step, epoch, loss_value, time.perf_counter() - start, perception)
 

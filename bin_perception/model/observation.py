@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 
@@ -60,6 +61,10 @@ class Normalization:
         return cls(np.asarray(values["centre_m"], dtype=np.float64), float(values["scale_m"]))
 
 
+# Fewer valid points than this in the workspace is not a bin of parts.
+MIN_POINTS = 32
+
+
 @dataclass(frozen=True)
 class Observation:
     """The parts' points of one frame, in model units, and the pixels they came from."""
@@ -88,14 +93,14 @@ def observe(
     seed_fragment_fraction: float = 0.25,
     seed_part_size_m: PartSize | None = None,
     align_crops: bool = False,
-    min_points: int = 32,
+    min_points: int = MIN_POINTS,
 ) -> Observation:
     """Back-project a frame, keep the workspace, normalise, and make the network's input.
 
     With ``seed_instances``, also seed that many instances and cut their crops; with
     ``seed_part_size_m`` too, the seeds go by the part's shape and rejoin the pieces of occluded parts.
     """
-    inside, points_m = _workspace_points(frame, workspace, min_points)
+    inside, points_m = workspace_points(frame, workspace, min_points)
     pixels = np.flatnonzero(inside)
     points = normalization.to_model(points_m)
     height_m = np.where(inside, normalization.centre_m[2] - frame.depth_m, 0.0) / normalization.scale_m
@@ -126,13 +131,13 @@ def whole_part_sizes_m(
     """The sizes (k, 4) in metres of the frame's whole visible parts, where its seeds' regions number exactly N
     (:func:`bin_perception.model.seeds.whole_part_sizes`); none for a frame with too few points."""
     try:
-        inside, points_m = _workspace_points(frame, workspace, instances)
+        inside, points_m = workspace_points(frame, workspace, instances)
     except TooFewPointsError:
         return np.empty((0, 4))
     return whole_part_sizes(frame.depth_m, inside, points_m, float(frame.K[0, 0]), instances, seed_jump_px, seed_fragment_fraction)
 
 
-def _workspace_points(frame: Frame, workspace: np.ndarray, min_points: int) -> tuple[np.ndarray, np.ndarray]:
+def workspace_points(frame: Frame, workspace: np.ndarray, min_points: int) -> tuple[np.ndarray, np.ndarray]:
     """The (H, W) mask of the valid pixels inside the workspace, and their points (n, 3) in metres, row-major."""
     points_m = backproject(frame.depth_m, frame.K)
     inside = in_workspace(points_m, workspace)
@@ -170,17 +175,21 @@ def _turned_crop(height: np.ndarray, rows: np.ndarray, cols: np.ndarray, base_he
     """The seed's pixels turned by -``angle`` about their centroid (others zero), heights relative to ``base_height``."""
     centre_row, centre_col = rows.mean(), cols.mean()
     half = int(np.ceil(np.hypot(rows - centre_row, cols - centre_col).max())) + 2
-    seed = np.zeros(height.shape, dtype=bool)
-    seed[rows, cols] = True
-    v, u = np.mgrid[-half:half, -half:half]
-    # Each canvas pixel takes the seed pixel that the turn by +angle brings it to (nearest neighbour).
+    # The seed's own box is all the warp reads: the pixels outside it are not the seed's.
+    top, left = rows.min(), cols.min()
+    seed = np.zeros((rows.max() - top + 1, cols.max() - left + 1), dtype=np.float32)
+    seed[rows - top, cols - left] = height[rows, cols] - base_height
+    # Canvas pixel (half + u, half + v) takes the seed pixel that the turn by +angle brings it to, nearest neighbour.
     cos, sin = np.cos(angle), np.sin(angle)
-    source_row = np.rint(centre_row + sin * u + cos * v).astype(np.int64)
-    source_col = np.rint(centre_col + cos * u - sin * v).astype(np.int64)
-    inside = (source_row >= 0) & (source_row < height.shape[0]) & (source_col >= 0) & (source_col < height.shape[1])
-    inside[inside] = seed[source_row[inside], source_col[inside]]
-    canvas = np.zeros(u.shape, dtype=np.float32)
-    canvas[inside] = height[source_row[inside], source_col[inside]] - base_height
+    canvas_to_seed = np.array(
+        [
+            [cos, -sin, centre_col - left - half * (cos - sin)],
+            [sin, cos, centre_row - top - half * (sin + cos)],
+        ]
+    )
+    canvas = cv2.warpAffine(
+        seed, canvas_to_seed, (2 * half, 2 * half), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT
+    )
     return _resized(canvas, size_px)
 
 

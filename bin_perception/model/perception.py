@@ -24,7 +24,7 @@ from ..frame import Frame
 from ..io.atomic import replacing, write_text
 from .fusion import fuse_views, views_in_model_frame
 from .network import ObjectModel, PoseNet, seed_poses
-from .observation import Normalization, Observation, observe, subsample, whole_part_sizes_m
+from .observation import MIN_POINTS, Normalization, Observation, observe, subsample, whole_part_sizes_m, workspace_points
 from .render import best_channels, instance_ids, render, visible_scene
 from .seeds import PartSize, part_size
 from .segment import label_image, transfer_labels
@@ -90,6 +90,10 @@ class BinPerception(nn.Module):
     def set_workspace(self, workspace: np.ndarray) -> None:
         """Crop frames to another box. The normalisation, which the learned model's scale depends on, stays."""
         self.workspace = np.asarray(workspace, dtype=np.float64).reshape(2, 3)
+
+    def check_observable(self, frame: Frame) -> None:
+        """Raise :class:`TooFewPointsError` where :meth:`observe` would, at the cost of the back-projection alone."""
+        workspace_points(frame, self.workspace, MIN_POINTS)
 
     def observe(self, frame: Frame) -> Observation:
         seeds = self.instances if self.per_seed else None
