@@ -7,6 +7,8 @@ STAMP   := $(VENV)/.bin_perception-installed
 SYSPY   ?= python3
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO    ?= demo_out
+# Test processes: many tests wait on other processes (DDS, trainers), so two share two cores well.
+TEST_WORKERS ?= 2
 
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export BIN_PERCEPTION_CACHE ?= $(CURDIR)/.cache/bin_perception
@@ -36,7 +38,7 @@ demo: setup
 	$(VENV)/bin/bin-perception demo --out $(DEMO)
 
 test: setup lint
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 lint: setup
 	$(VENV)/bin/ruff check .

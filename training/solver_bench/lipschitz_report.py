@@ -1,4 +1,4 @@
-"""``bin-perception lipschitz``: Sec. 3.4.1's estimate of L for a suite's network, printed and drawn as Fig. 3.15."""
+"""``python -m training.solver_bench lipschitz``: Sec. 3.4.1's estimate of L for a suite's network, printed and drawn as Fig. 3.15."""
 
 from __future__ import annotations
 

@@ -58,7 +58,7 @@ THRESHOLD_FRACTION = 0.9  # the F1 threshold: this fraction of the way from the 
 FINAL_SEEDS = (1, 2, 3)
 VARIANT_BASE = "bpgrad-m"  # eta outside the momentum is only a variant with momentum
 THESIS_FORM = "thesis (Alg. 2)"
-# The trainer (train_pose.make_optimizer) sets no weight decay, and without it the norm before the decay is
+# The trainer (bin_perception.learning.trainer.make_optimizer) sets no weight decay, and without it the norm before the decay is
 # the norm after it: that variant is the thesis's form, the same computation, and is not run again.
 INERT_OPTIONS = ("norm_before_decay",)
 

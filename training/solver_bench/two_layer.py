@@ -226,7 +226,7 @@ def _plot_curves(result: ProtocolResult, budget: Budget, path: Path) -> Path:
 
 
 def lipschitz_problem(seed: int) -> dict[str, Any]:
-    """For ``bin-perception lipschitz``: estimate_lipschitz's arguments for a student drawn as trial() draws it."""
+    """For ``python -m training.solver_bench lipschitz``: estimate_lipschitz's arguments for a student drawn as trial() draws it."""
     _, splits = problem(FULL)
     inputs, targets = splits["train"]
     generator = torch.Generator().manual_seed(seed)
