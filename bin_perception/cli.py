@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bin-perception {args.verb}: error: {error}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as error:
-        missing = missing_extra(error, f"bin-perception {args.verb}")
+        missing = missing_extra(error, "this command")
         if missing is None:
             raise
         print(f"bin-perception {args.verb}: error: {missing}", file=sys.stderr)

@@ -40,7 +40,7 @@ PART, INSTANCES = "bolt", 3
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    """A small sper-seed model of 3 bolts, really trained (about half a minute)."""
+    """A small per-seed model of 3 bolts, really trained (about half a minute)."""
     root = tmp_path_factory.mktemp("node_model")
     bag = root / "bolt_n3.mcap"
     simulate_bag(PART, INSTANCES, 32, seed=3, out=bag, progress=False)

@@ -119,7 +119,7 @@ def _finished_table_run(out: Path, part: str, n: int) -> None:
     model = {"model": _scores(0.987, 0.99, 0.98), "model_transfer": _scores(0.981, 0.98, 0.98), "kmeans": _scores(0.942, 0.97, 0.92),
              "spectral": _scores(0.985, 0.98, 1.0), "dbscan": _scores(0.954, 0.97, 0.94)}
     whole_image = {"model": _scores(0.862, 0.89, 0.85), "dbscan": _scores(0.954, 0.97, 0.94)}
-    for name, methods in ((f"{part}_n{n}", model), (f"{part}_n{n}_thesis", whole_image)):
+    for name, methods in ((f"{part}_n{n}", model), (f"{part}_n{n}_whole_image", whole_image)):
         report = out / "reports" / name / "metrics.json"
         report.parent.mkdir(parents=True)
         report.write_text(json.dumps({"methods": methods}))

@@ -151,7 +151,9 @@ def load_benchmarks(paths: list[Path]) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m training.results", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--table", type=Path, required=True, help="table.json written by python -m training.table")
     parser.add_argument("--bench-json", type=Path, action="append", default=[], help="a benchmark's JSON output (repeat for more)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "RESULTS.md", help="the Markdown file [docs/RESULTS.md]")

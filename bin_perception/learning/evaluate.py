@@ -49,7 +49,7 @@ DBSCAN_EPS_CANDIDATES_M = tuple(np.geomspace(0.0003, 0.008, 15))
 
 
 def _check_fit(perception, instances: int | None, bag_instances: str | None, config: Config | None, checkpoint: Path) -> None:
-    """Raise unless the checkpoint can perceive this bag; a sper-seed model is set to the bag's N."""
+    """Raise unless the checkpoint can perceive this bag; a per-seed model is set to the bag's N."""
     for source, count in (("--instances is", instances), ("the bag holds bins of", bag_instances)):
         # The per-seed method's network sees one part at a time, so it perceives any N.
         if count is not None and int(count) != perception.instances and not perception.per_seed:

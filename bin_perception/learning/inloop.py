@@ -222,7 +222,7 @@ class InloopTraining:
         self._metadata = {**perception.metadata(), **{k: v for k, v in metadata.items() if k in ("step", "gamma")}}
         self.latest: dict = {"step": int(metadata.get("step", 0))}
         self.offered = self.dropped = 0
-        # A sper-seed model started from nothing has not measured its part (seeds.part_size): the first
+        # A per-seed model started from nothing has not measured its part (seeds.part_size): the first
         # frames offered measure it, and the trainer's checkpoints and the node's model then carry it.
         self.part_size_m = perception.part_size_m
         self._measuring = perception if perception.per_seed and perception.part_size_m is None else None

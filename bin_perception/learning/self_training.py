@@ -1,7 +1,7 @@
 """After training, the network learns the frame of a model that is the part.
 
 Eq. 4.1 lets the network put whichever face is up on its model's top, so the learned point set of an
-asymmetric part settles as a plate of one face (README, "Perception model"). The seeds' views, registered
+asymmetric part settles as a plate of one face (docs/METHOD.md). The seeds' views, registered
 into one frame without the network (:mod:`bin_perception.model.registration`), fuse to the whole part. So:
 that fused model becomes the learned model X, and the network is fine-tuned, X held, to give each seed the
 pose the registration found for it (the mean distance between X's points under the two poses: every
@@ -26,8 +26,8 @@ from ..model.seeds import widest_projection
 
 # A seed of fewer points is a sliver, not a view of the part.
 MIN_VIEW_POINTS = 30
-# Fewer views per face than this leave the face clusters and their models too thin to assemble (on the
-# table's housing, 60 frames of 3 parts did not; 150 did: README, "Perception model").
+# Fewer views per face than this leave the face clusters and their models too thin to assemble
+# (docs/RESULTS.md has the frames it took on the housing).
 MIN_VIEWS_PER_FACE = 80
 # The network learns the poses of the views that fit the registered model best: the rest are as likely
 # a wrong turn's.

@@ -54,8 +54,8 @@ from .self_training import SeedViews, adopt_registration, register_seed_views
 
 LOG_COLUMNS = ["step", "epoch", "loss", "elapsed_s"]
 # The fused model (model_fused.ply) is made from this many training frames at most (one prediction each),
-# or from as many as give REGISTRATION_VIEWS seeds at small N: the registration of the views by faces
-# assembled the housing from 450 views (150 frames of 3, or 225 of 2) and not from 180 (README).
+# or from as many as give REGISTRATION_VIEWS seeds at small N: the registration by faces needs about
+# that many views to assemble an asymmetric part (docs/RESULTS.md).
 FUSION_FRAMES = 150
 REGISTRATION_VIEWS = 450
 

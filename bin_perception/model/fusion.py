@@ -3,7 +3,7 @@ the inverse of its estimated pose, kept where several views agree.
 
 The learned point set of Eq. 4.1 settles where every view's visible surface is explained, which a plate
 of the largest face does for most top-down views; the fused model keeps every face that several views,
-under the network's own poses, put in the same place (README, "Perception model"). It needs no ground
+under the network's own poses, put in the same place (docs/METHOD.md). It needs no ground
 truth: the poses are the network's.
 """
 

@@ -1,6 +1,6 @@
 """The part's model from the seeds' views alone: every view brought into one frame without the network.
 
-The network's poses put whichever face is up on the model's top (README, "Perception model"), so a model
+The network's poses put whichever face is up on the model's top (docs/METHOD.md), so a model
 fused under them is a plate of one face. The depth crops, though, tell the faces apart: crops of the same
 face up look alike once turned to the seed's long axis (:mod:`.observation`), up to a half turn. So:
 

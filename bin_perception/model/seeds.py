@@ -34,7 +34,7 @@ steep face seen at a grazing angle). Then:
    fragments' step had joined to it); K-means only when it is one region.
 
 On simulated bins of the six shipped parts, each step adds to the pairwise F1
-of the seeds alone (README, "Perception model"). The learned model then
+of the seeds alone (docs/METHOD.md). The learned model then
 refines the boundaries (see :mod:`bin_perception.model.perception`).
 """
 

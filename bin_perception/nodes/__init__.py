@@ -24,7 +24,7 @@ def _run(node: str) -> None:
         missing = missing_extra(error, node)
         if missing is None:
             raise
-        sys.exit(f"{node}: {missing}")
+        sys.exit(str(missing))
     module.main()
 
 

@@ -153,7 +153,7 @@ _LIBRARY: dict[str, _PartSpec] = {
     "bolt": _PartSpec(_build_bolt, "C6", "M8 x 40 hex bolt: hex head and shank"),
     "pin": _PartSpec(_build_pin, "Dinf", "6 x 30 mm chamfered dowel pin"),
     "lever": _PartSpec(_build_lever, "none", "62 mm lever bent 30 deg, bore and boss; one symmetry plane"),
-    "housing": _PartSpec(_build_housing, "none", "camera head housing, 52 mm; no symmetry plane"),
+    "housing": _PartSpec(_build_housing, "none", "camera head housing, 58 mm; no symmetry plane"),
     "bracket": _PartSpec(_build_bracket, "none", "40 mm L-bracket of 3 mm sheet, two bores"),
 }
 
