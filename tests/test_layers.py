@@ -114,3 +114,21 @@ def test_a_node_without_its_extra_says_which_in_one_line():
     assert done.stderr.strip().splitlines() == [
         "sim_camera_node: the simulator (bin_perception.sim) needs pybullet, which is not installed: pip install 'bin_perception[sim]'"
     ]
+
+
+def test_every_module_of_the_library_and_of_training_imports():
+    # A module that moved must leave no import behind it, in the scripts above the library too.
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(
+            """
+            import importlib, pkgutil
+            import bin_perception, training
+            for package in (bin_perception, training):
+                for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+                    if not module.name.endswith("__main__"):
+                        importlib.import_module(module.name)
+            """
+        )],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bin_perception.lowres.fashion_mnist import load_fashion_mnist
 from bin_perception.optim import BPGrad
 
-from .datasets import load_fashion_mnist
 from .plotting import COLORS, median_band, new_figure, save_figure, tuning_figure
 from .protocol import ProtocolResult, Record, Trial, run_protocol, run_trials
 from .report import Report, markdown_table, median_range
