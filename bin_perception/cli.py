@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import re
 import signal
 import sys
 import threading
@@ -260,9 +261,29 @@ def _exit_on_sigterm(signum: int, _frame) -> None:
     raise SystemExit(128 + signum)
 
 
+# A box in the camera frame nearly always starts with a minus, which argparse would take for an option.
+_NEGATIVE_VALUE = re.compile(r"-\.?\d")
+
+
+def attach_negative_values(argv: list[str], flags: tuple[str, ...] = ("--workspace",)) -> list[str]:
+    """``argv`` with ``FLAG -0.15,...`` written ``FLAG=-0.15,...``, so that a value starting with a minus reaches ``FLAG``."""
+    joined: list[str] = []
+    tokens = iter(argv)
+    for token in tokens:
+        if token in flags:
+            value = next(tokens, None)
+            if value is not None and _NEGATIVE_VALUE.match(value):
+                joined.append(f"{token}={value}")
+                continue
+            joined.extend([token] if value is None else [token, value])
+        else:
+            joined.append(token)
+    return joined
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(attach_negative_values(sys.argv[1:] if argv is None else list(argv)))
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:

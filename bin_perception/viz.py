@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import matplotlib
 
 matplotlib.use("Agg")
@@ -29,6 +30,54 @@ def label_colours(labels: np.ndarray) -> np.ndarray:
     return rgb
 
 
+def depth_range_m(depth_m: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0)) -> tuple[float, float]:
+    """The near and far depth (metres) to scale a picture's colours by: percentiles of the valid pixels, so that
+    a few flying pixels or far outliers do not squeeze the parts into one colour; (0, 1) with no valid pixel."""
+    valid = np.asarray(depth_m)[np.isfinite(depth_m)]
+    if valid.size == 0:
+        return 0.0, 1.0
+    near_m, far_m = np.percentile(valid, percentiles)
+    return float(near_m), float(max(far_m, near_m + 1e-6))
+
+
+def overlay_image(
+    depth_m: np.ndarray, labels: np.ndarray, K: np.ndarray, poses: np.ndarray | None = None, axis_m: float = 0.01, alpha: float = 0.6
+) -> np.ndarray:
+    """An (H, W, 3) uint8 RGB picture of one frame: the depth in grey, each instance's pixels in its colour
+    (``alpha`` over the grey), and, with ``poses`` ((N, 4, 4), camera frame), each instance's axes
+    (x red, y green, z blue, ``axis_m`` long) and its id, projected through ``K``."""
+    depth_m = np.asarray(depth_m, dtype=np.float32)
+    valid = np.isfinite(depth_m)
+    grey = np.zeros(depth_m.shape, dtype=np.uint8)
+    if valid.any():
+        # Nearer is brighter; invalid pixels stay black.
+        near_m, far_m = depth_range_m(depth_m)
+        scaled = (far_m - depth_m) / (far_m - near_m)
+        grey[valid] = (np.clip(scaled[valid], 0, 1) * 205 + 50).astype(np.uint8)
+    picture = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
+    labelled = labels > 0
+    blended = cv2.addWeighted(picture, 1 - alpha, label_colours(labels), alpha, 0)
+    picture[labelled] = blended[labelled]
+    if poses is not None and len(poses):
+        _draw_pose_axes(picture, np.asarray(poses, dtype=np.float64), np.asarray(K, dtype=np.float64), axis_m)
+    return picture
+
+
+def _draw_pose_axes(picture: np.ndarray, poses: np.ndarray, K: np.ndarray, axis_m: float) -> None:
+    """Each pose's axes and id drawn into ``picture`` in place; a pose behind the camera is skipped."""
+    ends = np.vstack([np.zeros(3), np.eye(3) * axis_m])  # origin, x, y, z tips in the part's frame
+    thickness = max(1, round(picture.shape[1] / 400))
+    for instance, pose in enumerate(poses, start=1):
+        if (ends @ pose[:3, :3].T + pose[:3, 3])[:, 2].min() <= 0:
+            continue
+        rotation, _ = cv2.Rodrigues(pose[:3, :3])
+        pixels, _ = cv2.projectPoints(ends, rotation, pose[:3, 3], K, None)
+        origin, *tips = (tuple(int(round(v)) for v in p) for p in pixels[:, 0])
+        for tip, colour in zip(tips, ((255, 0, 0), (0, 255, 0), (0, 0, 255))):
+            cv2.line(picture, origin, tip, colour, thickness, cv2.LINE_AA)
+        cv2.putText(picture, str(instance), origin, cv2.FONT_HERSHEY_SIMPLEX, 0.3 * thickness, (255, 255, 255), thickness, cv2.LINE_AA)
+
+
 def contact_sheet(frames: Sequence[Frame], path: str | os.PathLike, title: str = "") -> Path:
     """A PNG with one row per frame: depth, ground-truth labels and RGB, where the frame has them."""
     if not frames:
@@ -41,7 +90,8 @@ def contact_sheet(frames: Sequence[Frame], path: str | os.PathLike, title: str =
             ax.set_xticks([])
             ax.set_yticks([])
             if column == "depth":
-                shown = ax.imshow(np.ma.masked_invalid(frame.depth_m), cmap="viridis")
+                near_m, far_m = depth_range_m(frame.depth_m)
+                shown = ax.imshow(np.ma.masked_invalid(frame.depth_m), cmap="viridis", vmin=near_m, vmax=far_m)
                 fig.colorbar(shown, ax=ax, fraction=0.046, label="m")
                 ax.set_title(f"depth, t={frame.stamp_ns / 1e9:.3f} s", fontsize=8)
             elif column == "labels" and frame.gt_labels is not None:
@@ -111,13 +161,7 @@ def segmentation_overlays(
     each instance's axes too (x red, y green, z blue, ``axis_m`` long), projected through the frame's K."""
     fig, axes = plt.subplots(1, len(frames), figsize=(3.2 * len(frames), 3.2), squeeze=False)
     for index, (ax, frame, labels) in enumerate(zip(axes[0], frames, label_images)):
-        ax.imshow(np.ma.masked_invalid(frame.depth_m), cmap="gray")
-        colours = label_colours(labels).astype(float) / 255
-        ax.imshow(np.dstack([colours, (labels > 0) * 0.6]))
-        if poses is not None:
-            _draw_axes(ax, poses[index], frame.K, axis_m)
-        ax.set_xlim(-0.5, frame.depth_m.shape[1] - 0.5)
-        ax.set_ylim(frame.depth_m.shape[0] - 0.5, -0.5)
+        ax.imshow(overlay_image(frame.depth_m, labels, frame.K, None if poses is None else poses[index], axis_m), interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"t={frame.stamp_ns / 1e9:.2f} s", fontsize=8)
@@ -125,17 +169,6 @@ def segmentation_overlays(
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
-
-
-def _draw_axes(ax, poses: np.ndarray, K: np.ndarray, axis_m: float) -> None:
-    """Each pose's origin and axis tips, projected by the pinhole K (camera frame, z forward)."""
-    ends = np.vstack([np.zeros(3), np.eye(3) * axis_m])  # origin, x, y, z tips in the part's frame
-    for instance, pose in enumerate(poses, start=1):
-        camera = ends @ pose[:3, :3].T + pose[:3, 3]
-        pixels = (camera @ np.asarray(K).T)[:, :2] / camera[:, 2:3]
-        for tip, colour in zip(pixels[1:], ("red", "lime", "blue")):
-            ax.plot([pixels[0, 0], tip[0]], [pixels[0, 1], tip[1]], color=colour, linewidth=1.2)
-        ax.text(*pixels[0], str(instance), color="white", fontsize=7, ha="center", va="center")
 
 
 def curves(x: Sequence[float], series: dict[str, Sequence[float]], path: str | os.PathLike, xlabel: str, ylabel: str, title: str = "") -> Path:

@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from bin_perception.cli import attach_negative_values
 from bin_perception.sim.parts import part_names
 
 
@@ -14,6 +15,14 @@ def _cli(*args, check=True):
     if check:
         assert result.returncode == 0, result.stderr
     return result
+
+
+def test_a_value_with_a_leading_minus_reaches_its_flag():
+    box = "-0.15,-0.1,0.3,0.15,0.1,0.5"
+    assert attach_negative_values(["inspect", "bag", "--workspace", box]) == ["inspect", "bag", f"--workspace={box}"]
+    # An option after the flag stays an option, for argparse to report the missing value.
+    assert attach_negative_values(["inspect", "--workspace", "--frames", "2"]) == ["inspect", "--workspace", "--frames", "2"]
+    assert attach_negative_values(["--workspace"]) == ["--workspace"]
 
 
 def test_parts_lists_the_library():
@@ -36,6 +45,9 @@ def test_simulate_then_inspect(tmp_path):
     assert lines["/gt/poses"] == ["geometry_msgs/msg/PoseArray", "8", "msgs", "2", "poses"]
     assert lines["/camera/depth/camera_info"][:4] == ["sensor_msgs/msg/CameraInfo", "8", "msgs", "224x224"]
     assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The README's own box, which starts with a minus as a box in the camera frame nearly always does.
+    out = _cli("inspect", bag, "--out", sheet, "--frames", 1, "--workspace", "-0.15,-0.1,0.3,0.15,0.1,0.5").stdout
+    assert "workspace (m): -0.1500,-0.1000,0.3000,0.1500,0.1000,0.5000" in out
     again = _cli("simulate", "--part", "bolt", "--instances", 2, "--scenes", 8, "--seed", 3, "--out", bag, check=False)
     assert again.returncode == 2 and "already exists" in again.stderr
 

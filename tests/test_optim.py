@@ -383,3 +383,31 @@ def test_estimate_lipschitz_gives_a_distribution_and_a_percentile_l():
     assert estimate.quantile(100) == estimate.ratios[-1].item()
     for name, value in model.state_dict().items():
         torch.testing.assert_close(value, before[name], rtol=0, atol=0)
+
+
+def test_bpgrad_refuses_a_negative_loss_by_name():
+    parameter = torch.nn.Parameter(torch.ones(3))
+    optimizer = BPGrad([parameter], lipschitz=1.0)
+    loss = parameter.sum() - 10.0
+    loss.backward()
+    with pytest.raises(RuntimeError, match="never negative"):
+        optimizer.step(loss=loss)
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_bpgrad_after_many_steps_of_zero_length_still_steps(foreach):
+    # At a zero loss with rho = 0 every step has length 0 and the velocity's scale shrinks by mu each time,
+    # down to where it would be 0 and its update 0 / 0.
+    parameter = torch.nn.Parameter(torch.ones(3))
+    optimizer = BPGrad([parameter], lipschitz=1.0, momentum=0.5, rho=0.0, foreach=foreach)
+    for _ in range(300):
+        optimizer.zero_grad()
+        loss = ((parameter - 1) ** 2).sum()
+        loss.backward()
+        optimizer.step(loss=loss)
+    assert torch.equal(parameter.detach(), torch.ones(3))
+    optimizer.zero_grad()
+    loss = ((parameter - 2) ** 2).sum()  # f = 3, so one step of length f / L = 3 towards (2, 2, 2)
+    loss.backward()
+    optimizer.step(loss=loss)
+    torch.testing.assert_close(parameter.detach(), torch.full((3,), 1 + 3 / 3**0.5))

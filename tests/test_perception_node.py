@@ -21,7 +21,7 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from sensor_msgs.msg import PointCloud2  # noqa: E402
+from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
@@ -88,11 +88,12 @@ def test_node_perceives_a_camera_in_another_process_and_beats_kmeans(ros, checkp
     node = start(ros, "perception_node", "-p", f"checkpoint:={checkpoint}")
 
     listener = rclpy.create_node("listener")
-    clouds, markers = [], []
+    clouds, markers, overlays = [], [], []
     listener.create_subscription(PointCloud2, "/perception_node/segments", clouds.append, 10)
     listener.create_subscription(MarkerArray, "/perception_node/markers", markers.append, 10)
+    listener.create_subscription(Image, "/perception_node/overlay", overlays.append, 10)
     results = collect(10, timeout_s=150.0)
-    assert spin_until(listener, lambda: clouds and markers, 10.0)
+    assert spin_until(listener, lambda: clouds and markers and overlays, 10.0)
     assert len(results) == 10, node.stdout.read() if node.poll() is not None else "the node is running but silent"
 
     workspace = load_checkpoint(checkpoint)[0].workspace
@@ -116,6 +117,10 @@ def test_node_perceives_a_camera_in_another_process_and_beats_kmeans(ros, checkp
     assert np.all(records["z"] > 0)
     drawn = markers[-1].markers
     assert {(m.ns, m.id) for m in drawn if m.action == m.ADD} == {(ns, i) for ns in ("model", "axes", "id") for i in (1, 2, 3)}
+    overlay = overlays[-1]
+    assert overlay.encoding == "rgb8" and (overlay.height, overlay.width) == results[0].labels.shape
+    pixels = np.frombuffer(bytes(overlay.data), np.uint8).reshape(overlay.height, overlay.width, 3)
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > INSTANCES  # grey depth, the instances' colours, the axes
     listener.destroy_node()
 
 
@@ -214,7 +219,8 @@ def test_bad_frames_are_dropped_counted_and_the_node_stays_alive(ros, checkpoint
 
 def test_a_parameter_file_is_read_like_ros2_run_reads_it(checkpoint, tmp_path):
     params = tmp_path / "params.yaml"
-    params.write_text((Path(__file__).parents[1] / "config" / "bin_perception.yaml").read_text().replace("hpr_exponent: 2.9", "hpr_exponent: 11.0"))
+    shipped = (Path(__file__).parents[1] / "config" / "bin_perception.yaml").read_text()
+    params.write_text(shipped.replace("    # model:\n    #   hpr_exponent: 2.9", "    model:\n      hpr_exponent: 11.0"))
     env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(100, 230)))
     run = subprocess.run(
         [str(BIN / "perception_node"), "--ros-args", "--params-file", str(params), "-p", f"checkpoint:={checkpoint}"],
@@ -335,3 +341,35 @@ def test_inloop_training_starts_from_nothing_saves_and_resumes(ros, tmp_path):
     start(ros, "perception_node", *inloop)  # the same checkpoint: no instances or workspace needed
     assert latest_training_step(client, 150.0, above=stopped_at) > stopped_at
     client.destroy_node()
+
+
+def test_a_checkpoint_set_at_run_time_loads_before_it_takes_the_model(checkpoint, monkeypatch):
+    # In this process, so that the load can be held open: while it runs, perceiving must not wait.
+    import threading
+
+    from bin_perception.nodes.perception_node import PerceptionNode
+
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(random.randint(100, 230)))
+    rclpy.init(args=["--ros-args", "-p", f"checkpoint:={checkpoint}"])
+    node = PerceptionNode()
+    loading, release = threading.Event(), threading.Event()
+    load = node._load
+
+    def held_load(path, device):
+        loading.set()
+        release.wait(30.0)
+        return load(path, device)
+
+    node._load = held_load
+    setter = threading.Thread(target=node.set_parameters, args=([Parameter("checkpoint", value=str(checkpoint))],))
+    setter.start()
+    try:
+        assert loading.wait(30.0)
+        assert node._model_lock.acquire(timeout=2.0), "the model was locked for the whole load"
+        node._model_lock.release()
+    finally:
+        release.set()
+        setter.join(30.0)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    assert not setter.is_alive()

@@ -8,6 +8,7 @@ Publishes, stamped and framed like the depth image each result came from:
     ~/segments     sensor_msgs/PointCloud2, x y z float32 + uint32 label (PCL XYZL)
     ~/labels       sensor_msgs/Image mono16, aligned with the depth, 0 = not a part
     ~/markers      visualization_msgs/MarkerArray: the learned model at each pose, axes, ids
+    ~/overlay      sensor_msgs/Image rgb8: the segments and pose axes over the depth, drawn only while subscribed
     ~/model_cloud  sensor_msgs/PointCloud2, the learned model (transient local)
     /diagnostics   diagnostic_msgs/DiagnosticArray: rate, latency, dropped frames, model
     ~/training     std_msgs/String, JSON: the in-loop trainer's progress (mode train_inloop)
@@ -31,6 +32,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseArray
@@ -43,6 +45,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
+from .. import viz
 from ..config import ConfigError, load_config
 from ..geometry import parse_workspace
 from ..io import messages
@@ -97,6 +100,14 @@ def _model_values(perception: BinPerception) -> dict[str, object]:
     }
 
 
+def _apply_settings(perception: BinPerception, settings: dict) -> None:
+    """The model parameters among ``settings`` applied to ``perception``, ``instances`` first: the one
+    setting a model may refuse, before anything has changed."""
+    for name in sorted(_MODEL_PARAMETERS, key=lambda n: n != "instances"):
+        if name in settings:
+            _apply(perception, name, settings[name])
+
+
 def _apply(perception: BinPerception, name: str, value: object) -> None:
     """Set a model-held parameter on ``perception``; ValueError if the model cannot take it."""
     if name == "instances":
@@ -147,6 +158,7 @@ class PerceptionNode(Node):
         self._segments = self.create_publisher(PointCloud2, "~/segments", 10)
         self._labels = self.create_publisher(Image, "~/labels", 10)
         self._markers = self.create_publisher(MarkerArray, "~/markers", 10)
+        self._overlay = self.create_publisher(Image, "~/overlay", 10)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
         self._model_cloud = self.create_publisher(PointCloud2, "~/model_cloud", latched)
         self.diagnostics = Diagnostics(self, "perception")
@@ -261,21 +273,18 @@ class PerceptionNode(Node):
                 if self._inloop and name in ("instances", "checkpoint", "device"):
                     raise ParameterValueError(f"parameter {name}: the in-loop trainer is built on it; restart the node to change it")
                 check_parameter(name, value, torch.cuda.is_available())
-            with self._model_lock:
-                if reload:
-                    checkpoint = changes.get("checkpoint", self._checkpoint)
-                    perception = self._load(checkpoint, changes.get("device", self._device))
-                    # A new model keeps the node's settings, except those this change sets.
-                    settings = {name: self.get_parameter(name).value for name in _MODEL_PARAMETERS} | changes
-                else:
-                    perception, settings = self._perception, changes
-                # instances first: the one setting a model may refuse, before anything has changed.
-                for name in sorted(_MODEL_PARAMETERS, key=lambda n: n != "instances"):
-                    if name in settings:
-                        _apply(perception, name, settings[name])
-                if reload:
+            if reload:
+                # Loaded and set up before the lock, as ~/reload_model does: inference goes on meanwhile.
+                checkpoint = changes.get("checkpoint", self._checkpoint)
+                perception = self._load(checkpoint, changes.get("device", self._device))
+                # A new model keeps the node's settings, except those this change sets.
+                _apply_settings(perception, {name: self.get_parameter(name).value for name in _MODEL_PARAMETERS} | changes)
+                with self._model_lock:
                     self._perception, self._checkpoint = perception, checkpoint
                     self._device = changes.get("device", self._device)
+            else:
+                with self._model_lock:
+                    _apply_settings(self._perception, changes)
             if changes.get("threads"):
                 torch.set_num_threads(changes["threads"])
         except (ParameterValueError, CheckpointError, ValueError) as error:
@@ -372,6 +381,11 @@ class PerceptionNode(Node):
         self._segments.publish(ros_messages.xyzl_cloud(head, segment_points_m, prediction.point_labels))
         markers, self._marker_ids = ros_messages.instance_markers(head, prediction.poses, model_points_m, self._marker_ids)
         self._markers.publish(markers)
+        if self._overlay.get_subscription_count():
+            # A picture costs a few milliseconds at a real camera's size, so it is drawn for a viewer only.
+            axis_m = 0.6 * float(np.ptp(model_points_m, axis=0).max())
+            picture = viz.overlay_image(frame.depth_m, prediction.labels, frame.K, prediction.poses, axis_m)
+            self._overlay.publish(ros_messages.image(head, picture, "rgb8"))
         self.diagnostics.done(time.monotonic() - received_s)
 
     def destroy_node(self) -> None:

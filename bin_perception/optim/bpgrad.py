@@ -159,6 +159,11 @@ class BPGrad(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         loss = torch.as_tensor(loss)
+        # The step length (f - rho min f) / L is a distance only for f >= 0; a negative f would climb.
+        # Checked on the loss's device, so that a GPU step does not wait for the host.
+        torch._assert_async(
+            loss.detach() >= 0, "BPGrad needs a loss that is never negative: shift it by a known lower bound (f - f_min >= 0)"
+        )
         objective = self._record_objective(loss.detach())
         gap = objective - self.defaults["rho"] * self._objective_state()["min_loss"]
 
@@ -258,6 +263,10 @@ class BPGrad(Optimizer):
         return index, tuple(reversed(position)), self._axis_rng.choice((-1.0, 1.0))
 
 
+# Below this, a velocity's scale is folded into its buffer (see _update).
+_VANISHING_SCALE = 1e-20
+
+
 def _scalar_dtype(dtype: torch.dtype) -> torch.dtype:
     """The precision of the step's scalars (f, min f, the norm, the scales): float32 at least."""
     return torch.promote_types(dtype, torch.float32)
@@ -323,8 +332,15 @@ def _update(
         if momentum == 0:
             _addcmul_(device_params, device_grads, [-coef] * len(indices), foreach)
             continue
-        scale = momentum * torch.stack([scales[i] for i in indices]).to(coef) - coef
-        _lerp_([bufs[i] for i in indices], device_grads, list((-coef / scale).to(dtype)), foreach)
+        previous = torch.stack([scales[i] for i in indices]).to(coef)
+        # Steps of zero length (f = rho min f, as at a zero loss with rho = 0) only multiply the scale by mu,
+        # down to 0, where v = scale * buf says nothing and the weights below would be 0 / 0. A scale that
+        # small is folded into its buffer first: the same velocity, as -1 * (-scale * buf).
+        vanishing = previous.abs() < _VANISHING_SCALE
+        device_bufs = [bufs[i] for i in indices]
+        _mul_(device_bufs, list(torch.where(vanishing, -previous, 1.0).to(dtype)), foreach)
+        scale = momentum * torch.where(vanishing, -1.0, previous) - coef
+        _lerp_(device_bufs, device_grads, list((-coef / scale).to(dtype)), foreach)
         for i, new_scale in zip(indices, scale.unbind(), strict=True):
             new_scales[i] = new_scale
     if axis is not None:
@@ -346,6 +362,15 @@ def _addcmul_(targets: list[Tensor], tensors: list[Tensor], scalars: list[Tensor
     else:
         for target, tensor, scalar in zip(targets, tensors, scalars, strict=True):
             target.addcmul_(tensor, scalar)
+
+
+def _mul_(targets: list[Tensor], scalars: list[Tensor], foreach: bool) -> None:
+    """targets[i] *= scalars[i], the scalars 0-dim tensors."""
+    if foreach:
+        torch._foreach_mul_(targets, scalars)
+    else:
+        for target, scalar in zip(targets, scalars, strict=True):
+            target.mul_(scalar)
 
 
 def _lerp_(targets: list[Tensor], ends: list[Tensor], weights: list[Tensor], foreach: bool) -> None:
