@@ -7,8 +7,10 @@ the top-left pixel.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 
@@ -79,3 +81,28 @@ def depth_from_zbuffer(zbuffer: np.ndarray, near_m: float, far_m: float) -> np.n
     depth_m = near_m * far_m / (far_m - (far_m - near_m) * zbuffer)
     depth_m[zbuffer >= 1.0] = np.nan
     return depth_m.astype(np.float32)
+
+
+# The distortion models of sensor_msgs/CameraInfo that OpenCV's pinhole model takes as they are.
+UNDISTORTABLE_MODELS = ("plumb_bob", "rational_polynomial")
+
+
+def undistort_depth(depth_m: np.ndarray, K: np.ndarray, distortion: np.ndarray) -> np.ndarray:
+    """A distorted camera's depth image as the pinhole camera ``K`` would see it, for back-projection by ``K``.
+
+    ``distortion`` holds OpenCV's coefficients (k1, k2, p1, p2[, k3[, k4, k5, k6]]), as CameraInfo's ``d``
+    does for ``plumb_bob`` and ``rational_polynomial``. Each output pixel takes its nearest source pixel,
+    as image_proc rectifies depth: interpolating depth would invent points between a part and what lies
+    behind it. Pixels that map outside the image are NaN.
+    """
+    height, width = depth_m.shape
+    map_u, map_v = _undistortion_maps(np.asarray(K, dtype=np.float64).tobytes(), np.asarray(distortion, dtype=np.float64).tobytes(), width, height)
+    return cv2.remap(depth_m.astype(np.float32), map_u, map_v, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
+
+
+@functools.lru_cache(maxsize=4)
+def _undistortion_maps(K_bytes: bytes, distortion_bytes: bytes, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    # A camera's maps are the same for every frame: built once, keyed by the calibration and the size.
+    K = np.frombuffer(K_bytes, dtype=np.float64).reshape(3, 3)
+    distortion = np.frombuffer(distortion_bytes, dtype=np.float64)
+    return cv2.initUndistortRectifyMap(K, distortion, None, K, (width, height), cv2.CV_32FC1)

@@ -144,15 +144,24 @@ BAD_FRAMES_PUBLISHER = textwrap.dedent(
         rclpy.spin_once(node, timeout_sec=0.1)
     time.sleep(1.0)
 
-    def head():
-        return ros_messages.header(node.get_clock().now().nanoseconds, "camera_depth_optical_frame")
+    def head(offset_s=0.0):
+        return ros_messages.header(node.get_clock().now().nanoseconds + int(offset_s * 1e9), "camera_depth_optical_frame")
 
-    def send(pixels, encoding, with_info=True):
-        if with_info:
-            info.publish(ros_messages.camera_info(head(), K, w, h))
+    def send(pixels, encoding, with_info=True, info_offset_s=0.0, info_after=False):
+        # As a driver does: the image and its CameraInfo stamped alike, on two topics.
+        image_head = head()
+        info_head = ros_messages.header(ros_messages_stamp(image_head) + int(info_offset_s * 1e9), image_head.frame_id)
+        if with_info and not info_after:
+            info.publish(ros_messages.camera_info(info_head, K, w, h))
             time.sleep(0.05)
-        depth.publish(ros_messages.image(head(), pixels, encoding))
+        depth.publish(ros_messages.image(image_head, pixels, encoding))
+        if with_info and info_after:
+            time.sleep(0.005)
+            info.publish(ros_messages.camera_info(info_head, K, w, h))
         time.sleep(0.5)  # one at a time: none of them may be dropped as stale
+
+    def ros_messages_stamp(header):
+        return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
     metres = good.depth_m.astype(np.float32)
     send(metres, "32FC1", with_info=False)                        # no CameraInfo yet
@@ -161,8 +170,9 @@ BAD_FRAMES_PUBLISHER = textwrap.dedent(
     send(np.full((h, w), np.nan, np.float32), "32FC1")            # all NaN
     send(np.zeros((h, w), np.uint16), "16UC1")                    # all zero
     send(np.full((h, w), 5.0, np.float32), "32FC1")               # nothing in the workspace
-    for _ in range(3):
-        send(metres, "32FC1")                                     # and good frames again
+    send(metres, "32FC1", info_offset_s=1.0)                      # a CameraInfo of another moment
+    for i in range(3):
+        send(metres, "32FC1", info_after=i == 0)                  # and good frames again, the first before its CameraInfo
     time.sleep(2.0)
     """
 )
@@ -203,7 +213,7 @@ def test_bad_frames_are_dropped_counted_and_the_node_stays_alive(ros, checkpoint
     listener.create_subscription(PoseArray, "/perception_node/poses", poses.append, 10)
     listener.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     expected = {
-        "dropped_no_camera_info": "1",
+        "dropped_no_camera_info": "2",
         "dropped_encoding": "1",
         "dropped_size_mismatch": "1",
         "dropped_no_depth": "2",

@@ -344,8 +344,10 @@ class BagReader:
         if info is None:
             raise FrameError(f"{where}: no CameraInfo on {self.topics.camera_info} at or before this stamp")
         depth_m = messages.depth_from_image(depth_msg, where)
-        K = messages.intrinsics_from_camera_info(info, f"bag {self.path}: topic {self.topics.camera_info} at stamp {stamp}")
+        info_source = f"bag {self.path}: topic {self.topics.camera_info} at stamp {stamp}"
+        K = messages.intrinsics_from_camera_info(info, info_source)
         messages.check_size(depth_m, info, where)
+        depth_m = messages.pinhole_depth(depth_m, info, K, info_source)
         rgb = labels = poses = None
         if "rgb" in parts:
             rgb = messages.rgb_from_image(parts["rgb"], f"bag {self.path}: topic {self.topics.rgb} at stamp {stamp}")

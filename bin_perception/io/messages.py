@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
+from ..camera import UNDISTORTABLE_MODELS, undistort_depth
 from ..frame import Frame
 from ..geometry import matrix_to_quaternion, pose_to_matrix
 from .errors import FrameError
@@ -92,6 +93,21 @@ def intrinsics_from_camera_info(msg: Any, source: str = "camera info") -> np.nda
     return K
 
 
+def pinhole_depth(depth_m: np.ndarray, info: Any, K: np.ndarray, source: str) -> np.ndarray:
+    """The depth as the pinhole ``K`` sees it: undistorted where the CameraInfo has distortion, never silently
+    back-projected through a model we do not apply."""
+    distortion = np.asarray(info.d, dtype=np.float64)
+    if not distortion.any():
+        return depth_m
+    if info.distortion_model not in UNDISTORTABLE_MODELS:
+        raise FrameError(
+            f"{source}: distortion model {info.distortion_model!r} with non-zero coefficients is not undistorted here "
+            f"(only {', '.join(UNDISTORTABLE_MODELS)}); rectify the depth first, e.g. with image_proc",
+            "camera_info",
+        )
+    return undistort_depth(depth_m, K, distortion)
+
+
 def check_size(depth_m: np.ndarray, info: Any, source: str) -> None:
     h, w = depth_m.shape
     if (info.height, info.width) != (h, w):
@@ -108,8 +124,9 @@ def frame_from_messages(depth_msg: Any, info_msg: Any, source: str = "depth imag
     """A checked :class:`Frame` from a depth Image and the CameraInfo it was taken with."""
     depth_m = depth_from_image(depth_msg, source)
     check_size(depth_m, info_msg, source)
-    check_has_depth(depth_m, source)
     K = intrinsics_from_camera_info(info_msg, f"{source}'s camera info")
+    depth_m = pinhole_depth(depth_m, info_msg, K, f"{source}'s camera info")
+    check_has_depth(depth_m, source)
     return Frame(depth_m, K, stamp_ns(depth_msg.header), depth_msg.header.frame_id)
 
 

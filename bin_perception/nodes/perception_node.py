@@ -2,7 +2,7 @@
 
 Subscribes (sensor-data QoS, relative names to remap):
     depth/image          sensor_msgs/Image, 32FC1 metres or 16UC1 millimetres
-    depth/camera_info    sensor_msgs/CameraInfo
+    depth/camera_info    sensor_msgs/CameraInfo, paired with each image by stamp (camera_info_tolerance_s)
 Publishes, stamped and framed like the depth image each result came from:
     ~/poses        geometry_msgs/PoseArray, one pose per instance, camera frame
     ~/segments     sensor_msgs/PointCloud2, x y z float32 + uint32 label (PCL XYZL)
@@ -50,6 +50,7 @@ from ..config import ConfigError, load_config
 from ..geometry import parse_workspace
 from ..io import messages
 from ..io.errors import FrameError
+from ..io.pairing import StampPairing
 from ..model.observation import TooFewPointsError
 from ..model.perception import BinPerception, CheckpointError, load_checkpoint, save_checkpoint
 from ..model.seeds import describe_part_size
@@ -150,8 +151,7 @@ class PerceptionNode(Node):
         self._checkpoint = values["checkpoint"]
         self._model_lock = threading.Lock()  # the worker perceives while a service may swap the model
 
-        self._infos: dict[tuple[int, int], CameraInfo] = {}
-        self._infos_lock = threading.Lock()
+        self._infos: StampPairing[CameraInfo] = StampPairing()
         self._marker_ids: set[int] = set()
 
         self._poses = self.create_publisher(PoseArray, "~/poses", 10)
@@ -329,26 +329,25 @@ class PerceptionNode(Node):
     # Frames.
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        with self._infos_lock:
-            self._infos[(msg.width, msg.height)] = msg
+        self._infos.add(messages.stamp_ns(msg.header), msg)
 
     def _on_depth(self, msg: Image) -> None:
         if self._slot.put((msg, time.monotonic())):
             self.diagnostics.count("dropped_stale")
 
     def _camera_info_for(self, msg: Image) -> CameraInfo:
-        """The latest CameraInfo of the image's size."""
-        with self._infos_lock:
-            info = self._infos.get((msg.width, msg.height))
-            sizes = sorted(self._infos)
+        """The CameraInfo stamped as the image is, within the tolerance; it may arrive a moment after the image."""
+        tolerance_s = self.get_parameter("camera_info_tolerance_s").value
+        stamp = messages.stamp_ns(msg.header)
+        info, gap_ns = self._infos.nearest(stamp, round(tolerance_s * 1e9), wait_s=max(tolerance_s, 0.05))
         if info is not None:
             return info
-        if not sizes:
+        if gap_ns is None:
             raise FrameError("no CameraInfo received yet on depth/camera_info", "no_camera_info")
         raise FrameError(
-            f"depth image is {msg.width}x{msg.height} but the CameraInfo received is for "
-            + ", ".join(f"{w}x{h}" for w, h in sizes),
-            "size_mismatch",
+            f"depth image at stamp {stamp}: the nearest CameraInfo is {gap_ns / 1e6:.1f} ms away, beyond "
+            f"camera_info_tolerance_s ({tolerance_s:g} s)",
+            "no_camera_info",
         )
 
     def _take_part_size(self) -> None:

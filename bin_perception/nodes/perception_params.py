@@ -41,6 +41,11 @@ PARAMETERS = (
     Parameter("device", str, "cpu", "where the model runs: cpu or cuda", live=True),
     Parameter("threads", int, 0, "torch's intra-op threads; 0 keeps torch's default", live=True, range=(0, 256)),
     Parameter("save_path", str, "", "where ~/save_model writes; empty writes over the checkpoint", live=True),
+    Parameter(
+        "camera_info_tolerance_s", float, 0.02,
+        "a depth image pairs with the CameraInfo whose stamp is within this of its own (a driver stamps both alike)",
+        live=True, range=(0.0, 3600.0),
+    ),
     # train_inloop only; fixed at start-up (the trainer process gets them once).
     Parameter("train_config", str, "", "train_inloop: a YAML of the library's schema (model, train); empty: config/train_cpu.yaml", live=False),
     Parameter("inloop.buffer_frames", int, 1000, "train_inloop: the replay buffer's size in frames", live=False, range=(1, 10_000_000)),
