@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import re
 import signal
@@ -10,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .config import Config, ConfigError, TopicsConfig, load_config
+from .config import SENSORS, Config, ConfigError, TopicsConfig, load_config
 from .extras import MissingExtraError, missing_extra
 from .geometry import WORKSPACE_DOC, parse_workspace
 from .io.errors import BagError
@@ -70,6 +71,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from .sim.dataset import simulate_bag
 
     config = load_config(args.config)
+    if args.sensor:
+        config = dataclasses.replace(config, sensor=args.sensor)
     summary = simulate_bag(
         args.part,
         args.instances,
@@ -207,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     simulate.add_argument("--overwrite", action="store_true", help="replace an existing bag at --out")
     simulate.add_argument("--config", help="a YAML config (see config/sim.yaml)")
+    simulate.add_argument("--sensor", choices=SENSORS, help="the depth camera imitated; overrides the config's sensor [clean]")
     simulate.set_defaults(run=_cmd_simulate)
 
     inspect = verbs.add_parser("inspect", help="summarise a bag and draw a contact sheet")

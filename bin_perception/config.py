@@ -52,19 +52,39 @@ class CameraConfig:
         return PinholeCamera(self.width_px, self.height_px, self.fx_px, self.fy_px, self.cx_px, self.cy_px)
 
 
+# The kinds of depth camera the simulator imitates (bin_perception.sim.noise.SENSOR_PRESETS).
+SENSORS = ("clean", "structured_light", "tof", "stereo")
+
+
 @dataclass
 class NoiseConfig:
-    """An optional depth sensor model; off by default."""
+    """The simulated camera's imperfections, over the ``sensor`` preset: a key given here replaces the preset's.
+
+    ``enabled: true`` under ``sensor: clean`` selects the first sensor model (noise proportional to the
+    depth, dropouts at depth edges). bin_perception/sim/noise.py says what each key does.
+    """
 
     enabled: bool = False
-    depth_sigma_per_m: float = 0.002  # Gaussian sigma as a fraction of the depth
-    edge_threshold_m: float = 0.004  # a jump this large to a neighbour marks a depth edge
-    edge_dropout: float = 0.5  # probability that an edge pixel returns no depth
+    depth_sigma_per_m: float | None = None  # sigma's part proportional to the depth
+    axial_sigma_m_at_1m: float | None = None  # sigma's part that grows with the square of the depth, at 1 m
+    correlation_px: float | None = None  # the noise is correlated over about this many pixels
+    edge_threshold_m: float | None = None  # a jump this large to a neighbour marks a depth edge
+    edge_dropout: float | None = None  # probability that an edge pixel returns no depth
+    flying_pixels: float | None = None  # probability that a remaining edge pixel returns a depth between its surfaces
+    projector_baseline_m: float | None = None  # the projector (or second imager) this far along +x casts shadows; 0: none
+    hole_fraction: float | None = None  # the fraction of the image lost in blobs
+    hole_size_px: float | None = None
+    depth_unit_m: float | None = None  # depths are multiples of this; 0: not quantised
+    outlier_fraction: float | None = None  # pixels that return a depth of 10 to 60 m
 
     def __post_init__(self) -> None:
-        _require(self.depth_sigma_per_m >= 0, "depth_sigma_per_m must not be negative")
-        _require(self.edge_threshold_m > 0, "edge_threshold_m must be positive")
-        _require(0 <= self.edge_dropout <= 1, "edge_dropout is a probability, in [0, 1]")
+        for name in ("depth_sigma_per_m", "axial_sigma_m_at_1m", "projector_baseline_m", "depth_unit_m"):
+            _require(getattr(self, name) is None or getattr(self, name) >= 0, f"{name} must not be negative")
+        for name in ("correlation_px", "hole_size_px", "edge_threshold_m"):
+            _require(getattr(self, name) is None or getattr(self, name) > 0, f"{name} must be positive")
+        for name in ("edge_dropout", "flying_pixels", "hole_fraction", "outlier_fraction"):
+            value = getattr(self, name)
+            _require(value is None or 0 <= value <= 1, f"{name} is a fraction, in [0, 1]")
 
 
 @dataclass
@@ -197,6 +217,8 @@ class TrainConfig:
 @dataclass
 class Config:
     camera: CameraConfig = field(default_factory=CameraConfig)
+    # The kind of depth camera the simulator imitates: clean, structured_light, tof or stereo.
+    sensor: str = "clean"
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     scene: SceneConfig = field(default_factory=SceneConfig)
     topics: TopicsConfig = field(default_factory=TopicsConfig)
@@ -207,6 +229,7 @@ class Config:
     workspace: list[float] | None = None
 
     def __post_init__(self) -> None:
+        _require(self.sensor in SENSORS, f"sensor {self.sensor!r}: expected one of {', '.join(SENSORS)}")
         if self.workspace is not None:
             parse_workspace(self.workspace)
 

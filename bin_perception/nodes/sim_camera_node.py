@@ -16,7 +16,8 @@ Parameters:
     bins (int, 0): simulate this many bins before the first frame and publish them in a cycle, so
         that no physics runs beside the nodes being measured; 0 simulates each next bin while the
         current one is published
-    config (string, ""): a YAML config of the library's schema (camera, noise, scene)
+    config (string, ""): a YAML config of the library's schema (camera, sensor, noise, scene)
+    sensor (string, ""): the depth camera imitated, clean, structured_light, tof or stereo; empty: the config's
     max_frames (int, 0): stop after this many frames; 0 runs until shut down
 
 The next bin is simulated in the background while the current one is published, so the rate
@@ -27,6 +28,7 @@ stalled for up to half a second at every few bins on 2 cores), which ``bins`` av
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -63,10 +65,13 @@ class SimCameraNode(Node):
         ).value
         self._frames_per_bin = self.declare_parameter("frames_per_bin", 10, _int_range(1, 1_000_000)).value
         config_path = self.declare_parameter("config", "").value
+        sensor = self.declare_parameter("sensor", "").value
         self._max_frames = self.declare_parameter("max_frames", 0, _int_range(0, 2**31 - 1)).value
         cycled_bins = self.declare_parameter("bins", 0, _int_range(0, 100_000)).value
         try:
             config = load_config(config_path or None)
+            if sensor:
+                config = dataclasses.replace(config, sensor=sensor)
             part = load_part(part_name)
             self._simulator = BinSimulator(part, instances, config)
         except (ConfigError, FileNotFoundError, ValueError) as error:

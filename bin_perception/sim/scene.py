@@ -21,7 +21,7 @@ from ..cache import cache_dir
 from ..camera import depth_from_zbuffer, opengl_projection, opengl_view
 from ..config import Config
 from ..geometry import matrix_to_quaternion
-from .noise import apply_depth_noise
+from .noise import apply_depth_noise, sensor_model
 from .parts import Part, mesh_digest
 
 GRAVITY_M_S2 = 9.81
@@ -108,6 +108,7 @@ class BinSimulator:
         self.instances = instances
         self.config = config
         self.camera = config.camera.pinhole()
+        self.sensor = sensor_model(config.sensor, config.noise)
         self.bin_inner_m = bin_inner_size_m(part, instances, config)
         self.wall_height_m = config.scene.wall_height_m or 0.6 * part.max_extent_m
         self.world_from_camera = self._camera_pose()
@@ -306,7 +307,7 @@ class BinSimulator:
         rng = np.random.default_rng(seed)
         world_poses = self.simulate(rng)
         depth_m, labels, rgb = self.render()
-        if self.config.noise.enabled:
-            depth_m = apply_depth_noise(depth_m, self.config.noise, rng)
+        if not self.sensor.is_clean:
+            depth_m = apply_depth_noise(depth_m, self.sensor, rng, self.camera.fx_px)
         poses = self.camera_from_world @ world_poses
         return SceneSample(depth_m, labels, rgb, poses, self.camera.K)
