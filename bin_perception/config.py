@@ -144,6 +144,9 @@ class ModelConfig:
     align_crops: bool = False
     segmentation: str = "transfer"  # transfer: labels from the rendered model (thesis); seeds: the seeds' (per_seed only)
     input_size_px: int = 224  # the depth image is resized to this square before the network
+    # A wider frame is decimated by a whole factor (median of each block's valid depths) before it is
+    # observed, and its labels go back at full resolution (bin_perception.depth_filters).
+    max_observed_width_px: int = 320
     stem: str = "depth3"  # depth3: the depth replicated to 3 channels (thesis); depth1: a 1-channel first conv
     rotation: str = "quaternion"
     model_points: int = 1024  # m, the learned model's points: 512, 1024 or 2048
@@ -168,6 +171,7 @@ class ModelConfig:
         _require(self.segmentation in ("transfer", "seeds"), f"segmentation {self.segmentation!r}: expected transfer or seeds")
         _require(self.segmentation == "transfer" or self.method == "per_seed", "segmentation seeds needs method per_seed")
         _require(self.input_size_px >= 32, "input_size_px must be at least 32")
+        _require(self.max_observed_width_px >= 32, "max_observed_width_px must be at least 32")
         _require(self.stem in STEMS, f"stem {self.stem!r}: expected one of {', '.join(STEMS)}")
         _require(self.rotation in ROTATIONS, f"rotation {self.rotation!r}: expected one of {', '.join(ROTATIONS)}")
         _require(self.model_points >= 16, "model_points must be at least 16")

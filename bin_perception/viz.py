@@ -25,15 +25,26 @@ def instance_colours(ids: np.ndarray) -> np.ndarray:
 
 def label_colours(labels: np.ndarray) -> np.ndarray:
     """An RGB image of instance labels: black for 0, a distinct colour per instance."""
-    rgb = (instance_colours(labels) * 255).astype(np.uint8)
-    rgb[labels == 0] = 0
-    return rgb
+    # One row per label present, looked up by cv2's table: a camera-sized image in a millisecond or two.
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    present = np.arange(1, int(labels.max(initial=0)) + 1)
+    if present.size and present.max() > 255:
+        rgb = (instance_colours(labels) * 255).astype(np.uint8)
+        rgb[labels == 0] = 0
+        return rgb
+    palette[present] = (instance_colours(present) * 255).astype(np.uint8)
+    index = labels.astype(np.uint8)
+    return np.dstack([cv2.LUT(index, palette[:, channel]) for channel in range(3)])
 
 
 def depth_range_m(depth_m: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0)) -> tuple[float, float]:
     """The near and far depth (metres) to scale a picture's colours by: percentiles of the valid pixels, so that
     a few flying pixels or far outliers do not squeeze the parts into one colour; (0, 1) with no valid pixel."""
-    valid = np.asarray(depth_m)[np.isfinite(depth_m)]
+    depth_m = np.asarray(depth_m)
+    # A strided sample is as robust and a camera-sized frame's percentiles cost a sixteenth as much.
+    stride = max(1, round((depth_m.size / 65536) ** 0.5))
+    sample = depth_m[::stride, ::stride]
+    valid = sample[np.isfinite(sample)]
     if valid.size == 0:
         return 0.0, 1.0
     near_m, far_m = np.percentile(valid, percentiles)
@@ -48,12 +59,12 @@ def overlay_image(
     (x red, y green, z blue, ``axis_m`` long) and its id, projected through ``K``."""
     depth_m = np.asarray(depth_m, dtype=np.float32)
     valid = np.isfinite(depth_m)
-    grey = np.zeros(depth_m.shape, dtype=np.uint8)
-    if valid.any():
-        # Nearer is brighter; invalid pixels stay black.
-        near_m, far_m = depth_range_m(depth_m)
-        scaled = (far_m - depth_m) / (far_m - near_m)
-        grey[valid] = (np.clip(scaled[valid], 0, 1) * 205 + 50).astype(np.uint8)
+    # Nearer is brighter, from 50 at the far end of the range to 255 at its near end; invalid pixels black.
+    near_m, far_m = depth_range_m(depth_m)
+    scale = np.float32(205 / (far_m - near_m))
+    brightness = np.clip((np.float32(far_m) - depth_m) * scale + np.float32(50), 50, 255)
+    brightness[~valid] = 0
+    grey = brightness.astype(np.uint8)
     picture = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
     labelled = labels > 0
     blended = cv2.addWeighted(picture, 1 - alpha, label_colours(labels), alpha, 0)

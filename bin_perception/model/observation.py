@@ -137,6 +137,11 @@ def whole_part_sizes_m(
     return whole_part_sizes(frame.depth_m, inside, points_m, float(frame.K[0, 0]), instances, seed_jump_px, seed_fragment_fraction)
 
 
+def workspace_mask(frame: Frame, workspace: np.ndarray) -> np.ndarray:
+    """The (H, W) mask of the frame's valid pixels inside the workspace."""
+    return in_workspace(backproject(frame.depth_m, frame.K), workspace)
+
+
 def workspace_points(frame: Frame, workspace: np.ndarray, min_points: int) -> tuple[np.ndarray, np.ndarray]:
     """The (H, W) mask of the valid pixels inside the workspace, and their points (n, 3) in metres, row-major."""
     points_m = backproject(frame.depth_m, frame.K)

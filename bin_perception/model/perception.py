@@ -20,11 +20,21 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig, build_dataclass
+from ..depth_filters import decimate_frame, decimation_factor, upsampled_labels
 from ..frame import Frame
 from ..io.atomic import replacing, write_text
 from .fusion import fuse_views, views_in_model_frame
 from .network import ObjectModel, PoseNet, seed_poses
-from .observation import MIN_POINTS, Normalization, Observation, observe, subsample, whole_part_sizes_m, workspace_points
+from .observation import (
+    MIN_POINTS,
+    Normalization,
+    Observation,
+    observe,
+    subsample,
+    whole_part_sizes_m,
+    workspace_mask,
+    workspace_points,
+)
 from .render import best_channels, instance_ids, render, visible_scene
 from .seeds import PartSize, part_size
 from .segment import label_image, transfer_labels
@@ -95,18 +105,24 @@ class BinPerception(nn.Module):
         """Raise :class:`TooFewPointsError` where :meth:`observe` would, at the cost of the back-projection alone."""
         workspace_points(frame, self.workspace, MIN_POINTS)
 
+    def decimation(self, frame: Frame) -> int:
+        """The whole factor by which ``frame`` is decimated before it is observed (1 for a frame that fits)."""
+        return decimation_factor(frame.depth_m.shape[1], self.config.max_observed_width_px)
+
     def observe(self, frame: Frame) -> Observation:
+        """The observation of ``frame``, decimated first where it is wider than ``max_observed_width_px``."""
         seeds = self.instances if self.per_seed else None
         config = self.config
         return observe(
-            frame, self.workspace, self.normalization, config.input_size_px, seeds, config.seed_jump_px, config.seed_fragment_fraction,
-            self.part_size_m, config.align_crops,
+            decimate_frame(frame, self.decimation(frame)), self.workspace, self.normalization, config.input_size_px, seeds,
+            config.seed_jump_px, config.seed_fragment_fraction, self.part_size_m, config.align_crops,
         )
 
     def frame_part_sizes_m(self, frame: Frame) -> np.ndarray:
         """The sizes (k, 4) in metres of the whole parts in one frame: its seeds' regions where they number exactly N."""
         config = self.config
-        return whole_part_sizes_m(frame, self.workspace, self.instances, config.seed_jump_px, config.seed_fragment_fraction)
+        small = decimate_frame(frame, self.decimation(frame))
+        return whole_part_sizes_m(small, self.workspace, self.instances, config.seed_jump_px, config.seed_fragment_fraction)
 
     def measure_part_size(self, frames: Iterable[Frame]) -> PartSize | None:
         """The part's size in metres, from the frames where the seeds find N whole parts; None from too few."""
@@ -167,6 +183,9 @@ class BinPerception(nn.Module):
         poses[:, :3, :3] = rotations[0].cpu().numpy()
         poses[:, :3, 3] = self.normalization.to_metres(translations[0].cpu().numpy())
         labels = label_image(obs.shape, obs.pixels, point_labels)
+        factor = self.decimation(frame)
+        if factor > 1:
+            labels = upsampled_labels(labels, factor, frame.depth_m.shape, workspace_mask(frame, self.workspace))
         return Prediction(poses, point_labels.astype(np.uint16), labels, obs, visible_points, visible_ids)
 
     def model_points_m(self) -> np.ndarray:
