@@ -63,6 +63,7 @@ setup(
         "console_scripts": [
             "bin-perception = bin_perception.cli:main",
             "perception_node = bin_perception.nodes:perception_node",
+            "managed_perception_node = bin_perception.nodes:managed_perception_node",
             "sim_camera_node = bin_perception.nodes:sim_camera_node",
             "bag_player = bin_perception.nodes:bag_player",
             "bag_recorder = bin_perception.nodes:bag_recorder",

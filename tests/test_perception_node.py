@@ -383,3 +383,52 @@ def test_a_checkpoint_set_at_run_time_loads_before_it_takes_the_model(checkpoint
         node.destroy_node()
         rclpy.try_shutdown()
     assert not setter.is_alive()
+
+
+def test_the_managed_node_perceives_only_while_active_and_keeps_its_model_when_deactivated(ros, checkpoint):
+    from geometry_msgs.msg import PoseArray
+    from lifecycle_msgs.msg import State, Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    start(ros, "sim_camera_node", "-p", f"part:={PART}", "-p", f"instances:={INSTANCES}", "-p", "rate_hz:=5.0", "-p", "bins:=2")
+    node = start(ros, "managed_perception_node", "-p", "checkpoint:=/no/such/checkpoint.pt")
+    client = rclpy.create_node("lifecycle_client")
+    poses = []
+    client.create_subscription(PoseArray, "/perception_node/poses", poses.append, 10)
+    change = client.create_client(ChangeState, "/perception_node/change_state")
+    get_state = client.create_client(GetState, "/perception_node/get_state")
+
+    def transition(transition_id: int) -> bool:
+        return call(client, change, ChangeState.Request(transition=Transition(id=transition_id))).success
+
+    def state() -> int:
+        return call(client, get_state, GetState.Request()).current_state.id
+
+    def poses_within(seconds: float) -> int:
+        poses.clear()
+        spin_until(client, lambda: False, seconds)
+        return len(poses)
+
+    assert state() == State.PRIMARY_STATE_UNCONFIGURED
+    # A bad checkpoint fails configure, named in the log, and the node waits to be configured again.
+    assert not transition(Transition.TRANSITION_CONFIGURE)
+    assert state() == State.PRIMARY_STATE_UNCONFIGURED and node.poll() is None
+    set_parameters = client.create_client(SetParameters, "/perception_node/set_parameters")
+    message = Parameter("checkpoint", value=str(checkpoint)).to_parameter_msg()
+    assert call(client, set_parameters, SetParameters.Request(parameters=[message])).results[0].successful
+    assert transition(Transition.TRANSITION_CONFIGURE) and state() == State.PRIMARY_STATE_INACTIVE
+    assert poses_within(3.0) == 0  # configured, not yet perceiving
+
+    assert transition(Transition.TRANSITION_ACTIVATE) and state() == State.PRIMARY_STATE_ACTIVE
+    assert spin_until(client, lambda: len(poses) >= 3, 60.0)
+    assert all(len(p.poses) == INSTANCES for p in poses)
+
+    assert transition(Transition.TRANSITION_DEACTIVATE) and state() == State.PRIMARY_STATE_INACTIVE
+    spin_until(client, lambda: False, 1.0)  # what was already on its way
+    assert poses_within(3.0) == 0
+    assert transition(Transition.TRANSITION_ACTIVATE)  # no reload: the model was kept
+    assert spin_until(client, lambda: len(poses) >= 2, 30.0)
+
+    assert transition(Transition.TRANSITION_DEACTIVATE) and transition(Transition.TRANSITION_CLEANUP)
+    assert state() == State.PRIMARY_STATE_UNCONFIGURED and node.poll() is None
+    client.destroy_node()

@@ -15,7 +15,7 @@ import sys
 from ..extras import MissingExtraError, missing_extra
 
 
-def _run(node: str) -> None:
+def _run(node: str, entry: str = "main") -> None:
     try:
         module = importlib.import_module(f"{__name__}.{node}")
     except MissingExtraError as error:
@@ -25,11 +25,15 @@ def _run(node: str) -> None:
         if missing is None:
             raise
         sys.exit(str(missing))
-    module.main()
+    getattr(module, entry)()
 
 
 def perception_node() -> None:
     _run("perception_node")
+
+
+def managed_perception_node() -> None:
+    _run("perception_node", "main_managed")
 
 
 def sim_camera_node() -> None:

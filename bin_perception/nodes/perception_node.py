@@ -26,6 +26,7 @@ In ``mode: train_inloop`` each perceived frame is also offered to a trainer proc
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import threading
 import time
@@ -37,7 +38,8 @@ import torch
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseArray
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.node import Node
+from rclpy.exceptions import ParameterException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -122,13 +124,82 @@ def _apply(perception: BinPerception, name: str, value: object) -> None:
         perception.config = dataclasses.replace(perception.config, observed_points=int(value))
 
 
-class PerceptionNode(Node):
-    def __init__(self) -> None:
+class PerceptionNode(LifecycleNode):
+    """The perception node. Unmanaged, it configures and activates itself as it starts, and a fault in
+    its parameters stops start-up. Managed (``managed_perception_node``), it waits in ``unconfigured``:
+    ``configure`` checks the parameters and loads the model, ``activate`` subscribes and perceives,
+    ``deactivate`` stops perceiving without losing the model, ``cleanup`` lets the model go."""
+
+    def __init__(self, managed: bool = False) -> None:
         super().__init__(NODE_NAME)
-        self._slot = LatestSlot()
+        self._slot: LatestSlot | None = None
         self._worker: threading.Thread | None = None
         self._training: InloopTraining | None = None
-        values = {name: self._declare(name, BY_NAME[name].default) for name in BY_NAME if name not in _MODEL_PARAMETERS}
+        self._perception: BinPerception | None = None
+        self._inputs: list = []  # the subscriptions, while active
+        self._output_publishers: list = []  # these three, while configured
+        self._output_services: list = []
+        self._output_timers: list = []
+        self._startup_error: StartupError | ParameterException | None = None
+        self._inloop = False
+        self._managed = managed
+        self._model_lock = threading.Lock()  # the worker perceives while a service may swap the model
+        self._infos: StampPairing[CameraInfo] = StampPairing()
+        self._marker_ids: set[int] = set()
+        for name in BY_NAME:
+            if name not in _MODEL_PARAMETERS:
+                self._declare(name, BY_NAME[name].default)
+        self.diagnostics = Diagnostics(self, "perception")
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        if not managed:
+            for transition in (self.trigger_configure, self.trigger_activate):
+                if transition() != TransitionCallbackReturn.SUCCESS:
+                    raise self._startup_error or StartupError("perception_node could not start")
+
+    # The lifecycle's transitions.
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except (StartupError, ParameterException) as error:  # the latter: rclpy's refusal of a value, a range
+            self._startup_error = error
+            if self._managed:  # unmanaged, start-up stops with this one line
+                self.get_logger().error(f"configure: {error}")
+            self._cleanup()
+            return TransitionCallbackReturn.FAILURE
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._slot = LatestSlot()
+        self._inputs = [
+            self.create_subscription(CameraInfo, "depth/camera_info", self._on_camera_info, qos_profile_sensor_data),
+            self.create_subscription(Image, "depth/image", self._on_depth, qos_profile_sensor_data),
+        ]
+        self._worker = threading.Thread(target=self._work, args=(self._slot,), name="perception", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"{'training in the loop and ' if self._inloop else ''}perceiving {self._perception.instances} instances "
+            f"with {self._checkpoint} on {self._device}; depth from {self.resolve_topic_name('depth/image')}"
+        )
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._deactivate()
+        self.diagnostics.set_status(DiagnosticStatus.OK, "inactive: not perceiving")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._cleanup()
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._deactivate()
+        self._cleanup()
+        return super().on_shutdown(state)
+
+    def _configure(self) -> None:
+        """The parameters checked, the model loaded (or the in-loop trainer started), the outputs made."""
+        values = {name: self.get_parameter(name).value for name in BY_NAME if name not in _MODEL_PARAMETERS}
         self._inloop = values["mode"] == "train_inloop"
         for name, value in values.items():
             self._check_or_stop(name, value)
@@ -147,12 +218,9 @@ class PerceptionNode(Node):
                 _apply(perception, name, value)
             except ValueError as error:
                 raise StartupError(f"parameter {name}: {error}") from None
-        self._perception = perception
+        with self._model_lock:
+            self._perception = perception
         self._checkpoint = values["checkpoint"]
-        self._model_lock = threading.Lock()  # the worker perceives while a service may swap the model
-
-        self._infos: StampPairing[CameraInfo] = StampPairing()
-        self._marker_ids: set[int] = set()
 
         self._poses = self.create_publisher(PoseArray, "~/poses", 10)
         self._segments = self.create_publisher(PointCloud2, "~/segments", 10)
@@ -161,25 +229,45 @@ class PerceptionNode(Node):
         self._overlay = self.create_publisher(Image, "~/overlay", 10)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
         self._model_cloud = self.create_publisher(PointCloud2, "~/model_cloud", latched)
-        self.diagnostics = Diagnostics(self, "perception")
-        self._publish_model()
-
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.create_subscription(CameraInfo, "depth/camera_info", self._on_camera_info, qos_profile_sensor_data)
-        self.create_subscription(Image, "depth/image", self._on_depth, qos_profile_sensor_data)
-        self.create_service(Trigger, "~/save_model", self._on_save_model)
-        self.create_service(Trigger, "~/reload_model", self._on_reload_model)
-
+        self._output_publishers = [self._poses, self._segments, self._labels, self._markers, self._overlay, self._model_cloud]
+        self._output_services = [
+            self.create_service(Trigger, "~/save_model", self._on_save_model),
+            self.create_service(Trigger, "~/reload_model", self._on_reload_model),
+        ]
         if self._training is not None:
             self._progress = self.create_publisher(String, "~/training", 10)
-            self.create_timer(0.5, self._take_training_progress)
+            self._output_publishers.append(self._progress)
+            self._output_timers = [self.create_timer(0.5, self._take_training_progress)]
+        self._publish_model()
 
-        self._worker = threading.Thread(target=self._work, name="perception", daemon=True)
-        self._worker.start()
-        self.get_logger().info(
-            f"{'training in the loop and ' if self._inloop else ''}perceiving {perception.instances} instances "
-            f"with {values['checkpoint']} on {self._device}; depth from {self.resolve_topic_name('depth/image')}"
-        )
+    def _deactivate(self) -> None:
+        """Stop perceiving: no input is taken, and the frame in hand is finished first."""
+        for subscription in self._inputs:
+            self.destroy_subscription(subscription)
+        self._inputs = []
+        if self._slot is not None:
+            self._slot.close()
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
+        self._slot = self._worker = None
+
+    def _cleanup(self) -> None:
+        """Let the model and the outputs go; an in-loop trainer writes its last checkpoint."""
+        for timer in self._output_timers:
+            self.destroy_timer(timer)
+        for service in self._output_services:
+            self.destroy_service(service)
+        for publisher in self._output_publishers:
+            self.destroy_publisher(publisher)
+        self._output_timers, self._output_services, self._output_publishers = [], [], []
+        if self._training is not None:
+            try:
+                self._training.stop()  # it writes its last checkpoint
+            except RuntimeError as error:
+                self.get_logger().error(f"in-loop training ended without its last checkpoint: {error}")
+            self._training = None
+        with self._model_lock:
+            self._perception = None
 
     def _start_training(self, values: dict) -> BinPerception:
         """train_inloop: the model to start from (resumed, or new) and the trainer process."""
@@ -267,6 +355,8 @@ class PerceptionNode(Node):
         changes = {p.name: p.value for p in parameters}
         reload = "checkpoint" in changes or "device" in changes
         try:
+            if self._perception is None:  # unconfigured: configure reads and checks them
+                return SetParametersResult(successful=True)
             for name, value in changes.items():
                 if name in BY_NAME and not BY_NAME[name].live:
                     raise ParameterValueError(f"parameter {name}: fixed at start-up; restart the node to change it")
@@ -332,7 +422,8 @@ class PerceptionNode(Node):
         self._infos.add(messages.stamp_ns(msg.header), msg)
 
     def _on_depth(self, msg: Image) -> None:
-        if self._slot.put((msg, time.monotonic())):
+        slot = self._slot  # None once deactivated, for a callback already on its way
+        if slot is not None and slot.put((msg, time.monotonic())):
             self.diagnostics.count("dropped_stale")
 
     def _camera_info_for(self, msg: Image) -> CameraInfo:
@@ -361,8 +452,8 @@ class PerceptionNode(Node):
             self._perception.part_size_m = size_m
         self.get_logger().info(f"the part, measured on the first frames: {describe_part_size(size_m)}")
 
-    def _work(self) -> None:
-        serve_latest(self._slot, self._perceive, self.diagnostics, {TooFewPointsError: "too_few_points"})
+    def _work(self, slot: LatestSlot) -> None:
+        serve_latest(slot, self._perceive, self.diagnostics, {TooFewPointsError: "too_few_points"})
 
     def _perceive(self, msg: Image, received_s: float) -> None:
         frame = messages.frame_from_messages(msg, self._camera_info_for(msg), "depth/image")
@@ -388,19 +479,18 @@ class PerceptionNode(Node):
         self.diagnostics.done(time.monotonic() - received_s)
 
     def destroy_node(self) -> None:
-        self._slot.close()
-        if self._worker is not None:
-            self._worker.join(timeout=5.0)
-        if self._training is not None:
-            try:
-                self._training.stop()  # it writes its last checkpoint
-            except RuntimeError as error:
-                self.get_logger().error(f"in-loop training ended without its last checkpoint: {error}")
+        self._deactivate()
+        self._cleanup()
         super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> None:
     raise SystemExit(spin_node(PerceptionNode, "perception_node", args))
+
+
+def main_managed(args: list[str] | None = None) -> None:
+    """``managed_perception_node``: the same node as a lifecycle node, for a launch system to configure and activate."""
+    raise SystemExit(spin_node(functools.partial(PerceptionNode, managed=True), "managed_perception_node", args))
 
 
 if __name__ == "__main__":
