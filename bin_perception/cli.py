@@ -113,6 +113,13 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     if workspace is not None:
         print("workspace (m): " + ",".join(f"{v:.4f}" for v in workspace.ravel()))
     frames = list(itertools.islice(reader, args.frames))
+    if args.workspace_suggest:
+        from .workspace import suggest_workspace
+
+        if not frames:
+            raise BagError(f"bag {reader.path}: no frame to suggest a workspace from")
+        box = suggest_workspace(frames[0])
+        print("suggested workspace (m), from the floor and walls of its first frame: " + ",".join(f"{v:.4f}" for v in box.ravel()))
     if frames:
         out = Path(args.out) if args.out else Path(f"{reader.path.name}_contact_sheet.png")
         contact_sheet(frames, out, title=str(reader.path))
@@ -218,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--frames", type=int, default=4, help="frames on the contact sheet")
     inspect.add_argument("--out", help="contact sheet PNG [BAG_contact_sheet.png]")
     inspect.add_argument("--config", help="a YAML config")
+    inspect.add_argument(
+        "--workspace-suggest", action="store_true", help="fit the bin's floor and walls in the first frame and print the box they hold"
+    )
     add_bag_arguments(inspect)
     inspect.set_defaults(run=_cmd_inspect)
 

@@ -48,6 +48,8 @@ def test_simulate_then_inspect(tmp_path):
     # The README's own box, which starts with a minus as a box in the camera frame nearly always does.
     out = _cli("inspect", bag, "--out", sheet, "--frames", 1, "--workspace", "-0.15,-0.1,0.3,0.15,0.1,0.5").stdout
     assert "workspace (m): -0.1500,-0.1000,0.3000,0.1500,0.1000,0.5000" in out
+    out = _cli("inspect", bag, "--out", sheet, "--frames", 1, "--workspace-suggest").stdout
+    assert "suggested workspace (m), from the floor and walls of its first frame: " in out
     again = _cli("simulate", "--part", "bolt", "--instances", 2, "--scenes", 8, "--seed", 3, "--out", bag, check=False)
     assert again.returncode == 2 and "already exists" in again.stderr
 
