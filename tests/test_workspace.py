@@ -1,9 +1,11 @@
 """A workspace suggested from one frame holds what stands on the bin's floor inside its walls."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from bin_perception.config import Config
+from bin_perception.config import Config, load_config
 from bin_perception.frame import Frame
 from bin_perception.geometry import backproject, in_workspace
 from bin_perception.sim.parts import load_part
@@ -39,3 +41,14 @@ def test_a_tilted_camera_is_refused_with_its_tilt():
     depth_m = (0.6 * -normal[2] / -(rays @ normal)).astype(np.float32)  # the plane normal . p = -0.6 cos 30
     with pytest.raises(ValueError, match="tilted 30 deg"):
         suggest_workspace(Frame(depth_m, K, 0, "camera"))
+
+
+def test_in_a_real_cell_the_bin_is_found_and_not_the_ground_around_it():
+    # 848 x 480 structured-light depth 0.6 m over a 200 mm bin on a ground that is deeper still and fills the view.
+    config = load_config(Path(__file__).resolve().parents[1] / "config" / "real_cell.yaml")
+    with BinSimulator(load_part("nut"), 4, config) as simulator:
+        sample = simulator.scene(1)
+        truth = simulator.workspace
+    box = suggest_workspace(Frame(sample.depth_m, sample.K, 0, "camera"))
+    np.testing.assert_allclose(box[:, :2], truth[:, :2], atol=0.003)
+    assert abs(box[1, 2] - truth[1, 2]) < 0.005 and box[0, 2] < truth[1, 2] - 0.05
