@@ -122,7 +122,7 @@ def evaluate(
             raise ConfigError("the DBSCAN baseline needs tuning frames to choose its radius: tune_frames must be at least 1")
         clouds, truths = [], []
         for frame in tuning:
-            points_m, truth, _ = _parts_of(frame, workspace, normalization, input_size)
+            points_m, truth, _, _ = _parts_of(frame, workspace, normalization, input_size, perception)
             clouds.append(points_m[truth > 0])
             truths.append(truth[truth > 0])
         params["dbscan"]["eps_m"] = choose_dbscan_eps(clouds, truths, DBSCAN_EPS_CANDIDATES_M)
@@ -130,6 +130,7 @@ def evaluate(
     methods = (["model"] if perception else []) + ([_other_segmentation(perception)] if perception and perception.per_seed else []) + list(baselines)
     per_frame: dict[str, list[dict]] = {m: [] for m in methods}
     overlays: dict[str, list[np.ndarray]] = {m: [] for m in methods}
+    shown: list[Frame] = []  # the frames the overlays are drawn over, as the model observed them
     mesh = reader.part_mesh()
     symmetry = reader.custom_data.get(META_SYMMETRY, "none")
     fidelity = model_fidelity(perception.model_points_m(), mesh) if (perception and mesh is not None) else None
@@ -141,9 +142,11 @@ def evaluate(
     for frame in evaluation:
         observe_start = time.perf_counter()
         try:
-            points_m, truth, obs = _parts_of(frame, workspace, normalization, input_size, perception)
+            points_m, truth, obs, observed = _parts_of(frame, workspace, normalization, input_size, perception)
         except TooFewPointsError:
             continue
+        if len(shown) < overlay_frames:
+            shown.append(observed)
         # Back-projection is every method's; the seeds and crops are only ours.
         observe_ms = 1000 * (time.perf_counter() - observe_start)
         part = truth > 0
@@ -176,9 +179,9 @@ def evaluate(
                         row["adds_m"] = float(np.mean(errors.adds_m))
             per_frame[method].append(row)
             if len(overlays[method]) < overlay_frames:
-                image = np.zeros(frame.depth_m.size, dtype=np.uint16)
+                image = np.zeros(obs.shape[0] * obs.shape[1], dtype=np.uint16)
                 image[obs.pixels] = labels
-                overlays[method].append(image.reshape(frame.depth_m.shape))
+                overlays[method].append(image.reshape(obs.shape))
 
     summary = {}
     for method, rows in per_frame.items():
@@ -201,7 +204,7 @@ def evaluate(
         "fused_model_fidelity_m": fused_fidelity.chamfer_m if fused_fidelity else None,
         "methods": summary,
     }
-    _write_report(Path(out), result, evaluation[: overlay_frames], overlays, perception, fidelity, mesh, fused_fidelity)
+    _write_report(Path(out), result, shown, overlays, perception, fidelity, mesh, fused_fidelity)
     return result
 
 
@@ -213,10 +216,15 @@ def _other_segmentation(perception: BinPerception) -> str:
 def _parts_of(
     frame: Frame, workspace: np.ndarray, normalization: Normalization, input_size: int, perception: BinPerception | None = None
 ):
-    """The frame's workspace cloud in metres, each point's ground-truth label, and the observation (the model's own, if given)."""
+    """The frame's workspace cloud in metres, each point's ground-truth label, the observation (the model's own, if given)
+    and the frame it observed.
+
+    The model's observation may be of the frame decimated, and the baselines are given the same points.
+    """
+    observed = perception.observed_frame(frame) if perception else frame
     obs = perception.observe(frame) if perception else observe(frame, workspace, normalization, input_size)
-    truth = frame.gt_labels.ravel()[obs.pixels]
-    return normalization.to_metres(obs.points), truth, obs
+    truth = observed.gt_labels.ravel()[obs.pixels]
+    return normalization.to_metres(obs.points), truth, obs, observed
 
 
 def _surface_samples(mesh: trimesh.Trimesh, count: int) -> np.ndarray:

@@ -109,20 +109,24 @@ class BinPerception(nn.Module):
         """The whole factor by which ``frame`` is decimated before it is observed (1 for a frame that fits)."""
         return decimation_factor(frame.depth_m.shape[1], self.config.max_observed_width_px)
 
+    def observed_frame(self, frame: Frame) -> Frame:
+        """The frame that :meth:`observe` sees: ``frame`` decimated where it is wider than ``max_observed_width_px``,
+        its ground truth with it. An observation's pixels index this frame's images."""
+        return decimate_frame(frame, self.decimation(frame))
+
     def observe(self, frame: Frame) -> Observation:
         """The observation of ``frame``, decimated first where it is wider than ``max_observed_width_px``."""
         seeds = self.instances if self.per_seed else None
         config = self.config
         return observe(
-            decimate_frame(frame, self.decimation(frame)), self.workspace, self.normalization, config.input_size_px, seeds,
+            self.observed_frame(frame), self.workspace, self.normalization, config.input_size_px, seeds,
             config.seed_jump_px, config.seed_fragment_fraction, self.part_size_m, config.align_crops,
         )
 
     def frame_part_sizes_m(self, frame: Frame) -> np.ndarray:
         """The sizes (k, 4) in metres of the whole parts in one frame: its seeds' regions where they number exactly N."""
         config = self.config
-        small = decimate_frame(frame, self.decimation(frame))
-        return whole_part_sizes_m(small, self.workspace, self.instances, config.seed_jump_px, config.seed_fragment_fraction)
+        return whole_part_sizes_m(self.observed_frame(frame), self.workspace, self.instances, config.seed_jump_px, config.seed_fragment_fraction)
 
     def measure_part_size(self, frames: Iterable[Frame]) -> PartSize | None:
         """The part's size in metres, from the frames where the seeds find N whole parts; None from too few."""
