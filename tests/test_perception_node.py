@@ -432,3 +432,60 @@ def test_the_managed_node_perceives_only_while_active_and_keeps_its_model_when_d
     assert transition(Transition.TRANSITION_DEACTIVATE) and transition(Transition.TRANSITION_CLEANUP)
     assert state() == State.PRIMARY_STATE_UNCONFIGURED and node.poll() is None
     client.destroy_node()
+
+
+HOLEY_STREAM_PUBLISHER = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo, Image
+    from bin_perception.io.bag import BagReader
+    from bin_perception.nodes import ros_messages
+
+    frames = list(BagReader(sys.argv[1]))
+    rclpy.init()
+    node = rclpy.create_node("holey_camera")
+    depth = node.create_publisher(Image, "depth/image", qos_profile_sensor_data)
+    info = node.create_publisher(CameraInfo, "depth/camera_info", qos_profile_sensor_data)
+    while depth.get_subscription_count() == 0 or info.get_subscription_count() == 0:
+        rclpy.spin_once(node, timeout_sec=0.1)
+    time.sleep(1.0)
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        frame = frames[i % len(frames)]
+        depth_m = frame.depth_m.copy()
+        if i % 3 == 0:  # a third of the frames lose half their pixels, in blobs, as a shadowed projector does
+            h, w = depth_m.shape
+            coarse = rng.random((h // 8 + 1, w // 8 + 1)) < 0.5
+            depth_m[np.kron(coarse, np.ones((8, 8), bool))[:h, :w]] = np.nan
+        head = ros_messages.header(node.get_clock().now().nanoseconds, "camera_depth_optical_frame")
+        info.publish(ros_messages.camera_info(head, frame.K, depth_m.shape[1], depth_m.shape[0]))
+        time.sleep(0.02)
+        depth.publish(ros_messages.image(head, depth_m.astype(np.float32), "32FC1"))
+        time.sleep(0.4)
+    time.sleep(2.0)
+    """
+)
+
+
+def test_a_stream_with_holes_in_a_third_of_its_frames_is_perceived_frame_after_frame(ros, checkpoint):
+    from geometry_msgs.msg import PoseArray
+
+    node = start(ros, "perception_node", "-p", f"checkpoint:={checkpoint}")
+    bag = checkpoint.parents[1] / "bolt_n3.mcap"
+    publisher = subprocess.Popen(
+        [sys.executable, "-c", HOLEY_STREAM_PUBLISHER, str(bag)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    ros.append(publisher)
+    listener = rclpy.create_node("listener")
+    poses = []
+    listener.create_subscription(PoseArray, "/perception_node/poses", poses.append, 10)
+    done = spin_until(listener, lambda: len(poses) >= 12, 90.0)
+    assert publisher.wait(timeout=60) == 0, publisher.stdout.read()
+    # Every frame is perceived, those with holes too: none is lost, and the node is still up.
+    assert done and len(poses) == 12, len(poses)
+    assert all(len(p.poses) == INSTANCES for p in poses)
+    assert node.poll() is None
+    listener.destroy_node()
