@@ -124,7 +124,9 @@ def test_node_perceives_a_camera_in_another_process_and_beats_kmeans(ros, checkp
     listener.destroy_node()
 
 
-BAD_FRAMES_PUBLISHER = textwrap.dedent(
+# What both scripted cameras start with: the bag's frames, and a depth and a CameraInfo publisher that wait
+# until the node under test has subscribed.
+CAMERA_SCRIPT = textwrap.dedent(
     """
     import sys, time
     import numpy as np
@@ -134,15 +136,21 @@ BAD_FRAMES_PUBLISHER = textwrap.dedent(
     from bin_perception.io.bag import BagReader
     from bin_perception.nodes import ros_messages
 
-    good = next(iter(BagReader(sys.argv[1])))
-    K, (h, w) = good.K, good.depth_m.shape
+    frames = list(BagReader(sys.argv[1]))
     rclpy.init()
-    node = rclpy.create_node("bad_camera")
+    node = rclpy.create_node("scripted_camera")
     depth = node.create_publisher(Image, "depth/image", qos_profile_sensor_data)
     info = node.create_publisher(CameraInfo, "depth/camera_info", qos_profile_sensor_data)
     while depth.get_subscription_count() == 0 or info.get_subscription_count() == 0:
         rclpy.spin_once(node, timeout_sec=0.1)
     time.sleep(1.0)
+    """
+)
+
+BAD_FRAMES_PUBLISHER = CAMERA_SCRIPT + textwrap.dedent(
+    """
+    good = frames[0]
+    K, (h, w) = good.K, good.depth_m.shape
 
     def head(offset_s=0.0):
         return ros_messages.header(node.get_clock().now().nanoseconds + int(offset_s * 1e9), "camera_depth_optical_frame")
@@ -434,24 +442,8 @@ def test_the_managed_node_perceives_only_while_active_and_keeps_its_model_when_d
     client.destroy_node()
 
 
-HOLEY_STREAM_PUBLISHER = textwrap.dedent(
+HOLEY_STREAM_PUBLISHER = CAMERA_SCRIPT + textwrap.dedent(
     """
-    import sys, time
-    import numpy as np
-    import rclpy
-    from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import CameraInfo, Image
-    from bin_perception.io.bag import BagReader
-    from bin_perception.nodes import ros_messages
-
-    frames = list(BagReader(sys.argv[1]))
-    rclpy.init()
-    node = rclpy.create_node("holey_camera")
-    depth = node.create_publisher(Image, "depth/image", qos_profile_sensor_data)
-    info = node.create_publisher(CameraInfo, "depth/camera_info", qos_profile_sensor_data)
-    while depth.get_subscription_count() == 0 or info.get_subscription_count() == 0:
-        rclpy.spin_once(node, timeout_sec=0.1)
-    time.sleep(1.0)
     rng = np.random.default_rng(0)
     for i in range(12):
         frame = frames[i % len(frames)]
