@@ -1,6 +1,7 @@
 """Table 4.2 of Wu (2019) on simulated bins: every part x N, our method and the thesis's against the baselines.
 
     python -m training.table --out runs/table [--parts nut bolt] [--instances 2 3 4] [--train-minutes 6] [--jobs 2]
+        [--sim-config config/real_cell.yaml] [--sensor structured_light] [--methods per_seed]
         [--results-md docs/RESULTS.md [--bench-json runs/bench/node.json ...]]
 
 For each part it simulates the training bags and held-out test bags (another
@@ -11,6 +12,10 @@ writes ``table.md`` and ``table.json``, and with ``--results-md`` the generated
 section of that file (``training.results``). Every step runs the project's own CLI,
 ``--jobs`` processes of one thread each at a time, and is skipped when its
 output exists, so an interrupted table resumes where it stopped.
+
+``--sim-config`` sets the cell (the camera, the bin, the sensor and the topics it
+publishes on, such as ``config/real_cell.yaml``); ``--sensor`` overrides its
+depth camera. Give each cell its own ``--out``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bin_perception.config import SENSORS, load_config
 from bin_perception.io.atomic import write_text
 from bin_perception.sim.parts import part_names
 
@@ -43,53 +49,80 @@ def _run_dir(out: Path, method: str, part: str, instances: int) -> Path:
 
 
 def build_table(
-    out: Path, parts: list[str], counts: list[int], train_scenes: int, test_scenes: int, train_minutes: float, per_seed_n: int, jobs: int
+    out: Path,
+    parts: list[str],
+    counts: list[int],
+    train_scenes: int,
+    test_scenes: int,
+    train_minutes: float,
+    per_seed_n: int,
+    jobs: int,
+    sim_config: Path | None = None,
+    sensor: str | None = None,
+    methods: tuple[str, ...] = tuple(METHODS),
 ) -> dict:
     """Simulate, train and evaluate what is missing under ``out``; return the table's figures."""
+    cell = []
+    if sim_config is not None:
+        cell += ["--config", str(sim_config)]
+    if sensor is not None:
+        cell += ["--sensor", sensor]
+    topics = load_config(sim_config).topics
+    # The bags carry the cell's topic names; train and evaluate read them there.
+    bag_topics = ["--depth-topic", topics.depth, "--info-topic", topics.camera_info, "--gt-labels-topic", topics.gt_labels]
+    bag_topics += ["--gt-poses-topic", topics.gt_poses]
     simulate, train, evaluate = [], [], []
     for part in parts:
-        for n in sorted(set(counts) | {per_seed_n}):
-            bag = _bag(out, part, n, "train")
-            command = cli(
-                "simulate", "--part", part, "--instances", str(n), "--scenes", str(train_scenes), "--seed", str(TRAIN_SEED), "--out", str(bag)
-            )
-            simulate.append((command, out / "logs" / f"{bag.name}.log", bag))
-        for n in counts:
-            bag = _bag(out, part, n, "test")
-            command = cli(
-                "simulate", "--part", part, "--instances", str(n), "--scenes", str(test_scenes), "--seed", str(TEST_SEED), "--out", str(bag)
-            )
-            simulate.append((command, out / "logs" / f"{bag.name}.log", bag))
+        for split, seed, scenes, split_counts in (
+            ("train", TRAIN_SEED, train_scenes, sorted(set(counts) | {per_seed_n})),
+            ("test", TEST_SEED, test_scenes, counts),
+        ):
+            for n in split_counts:
+                bag = _bag(out, part, n, split)
+                command = cli("simulate", "--part", part, "--instances", str(n), "--scenes", str(scenes), "--seed", str(seed), "--out", str(bag))
+                simulate.append((command + cell, out / "logs" / f"{bag.name}.log", bag))
         trained = [("per_seed", per_seed_n)] + [("whole_image", n) for n in counts]
         for method, n in trained:
+            if method not in methods:
+                continue
             run = _run_dir(out, method, part, n)
             command = cli("train", "--bag", str(_bag(out, part, n, "train")), "--instances", str(n), "--config", str(METHODS[method]))
-            command += ["--out", str(run), "--max-minutes", str(train_minutes)]
+            command += ["--out", str(run), "--max-minutes", str(train_minutes), *bag_topics]
             train.append((command, out / "logs" / f"train_{method}_{part}_n{n}.log", run / "checkpoint.pt"))
         for n in counts:
             test = str(_bag(out, part, n, "test"))
-            ours = out / "reports" / f"{part}_n{n}"
-            checkpoint = _run_dir(out, "per_seed", part, per_seed_n) / "checkpoint.pt"
-            command = cli("evaluate", "--bag", test, "--checkpoint", str(checkpoint), "--baselines", "kmeans,spectral,dbscan", "--out", str(ours))
-            evaluate.append((command, out / "logs" / f"evaluate_{part}_n{n}.log", ours / "metrics.json"))
-            whole_image = out / "reports" / f"{part}_n{n}_whole_image"
-            checkpoint = _run_dir(out, "whole_image", part, n) / "checkpoint.pt"
-            command = cli("evaluate", "--bag", test, "--checkpoint", str(checkpoint), "--baselines", "", "--out", str(whole_image))
-            evaluate.append((command, out / "logs" / f"evaluate_{part}_n{n}_whole_image.log", whole_image / "metrics.json"))
+            if "per_seed" in methods:
+                ours = out / "reports" / f"{part}_n{n}"
+                checkpoint = _run_dir(out, "per_seed", part, per_seed_n) / "checkpoint.pt"
+                command = cli("evaluate", "--bag", test, "--checkpoint", str(checkpoint), "--baselines", "kmeans,spectral,dbscan", "--out", str(ours))
+                evaluate.append((command + bag_topics, out / "logs" / f"evaluate_{part}_n{n}.log", ours / "metrics.json"))
+            if "whole_image" in methods:
+                whole_image = out / "reports" / f"{part}_n{n}_whole_image"
+                checkpoint = _run_dir(out, "whole_image", part, n) / "checkpoint.pt"
+                command = cli("evaluate", "--bag", test, "--checkpoint", str(checkpoint), "--baselines", "", "--out", str(whole_image))
+                evaluate.append((command + bag_topics, out / "logs" / f"evaluate_{part}_n{n}_whole_image.log", whole_image / "metrics.json"))
     run_missing("simulate", simulate, jobs)
     run_missing("train", train, jobs)
     run_missing("evaluate", evaluate, jobs)
     return collect(out, parts, counts)
 
 
+def _methods_of(report: Path) -> dict:
+    return json.loads((report / "metrics.json").read_text())["methods"] if (report / "metrics.json").exists() else {}
+
+
 def collect(out: Path, parts: list[str], counts: list[int]) -> dict:
-    """{"columns": [method], "rows": [{"part", "instances", "<method>": {"f1", "precision", "recall"}}], "mean": {N: {method: f1}}}."""
+    """{"columns": [method], "rows": [{"part", "instances", "<method>": {"f1", "precision", "recall"}}], "mean": {N: {method: f1}}}.
+
+    A method that was not run is left out of the columns."""
     rows = []
     for n in counts:
         for part in parts:
-            ours = json.loads((out / "reports" / f"{part}_n{n}" / "metrics.json").read_text())["methods"]
-            whole_image = json.loads((out / "reports" / f"{part}_n{n}_whole_image" / "metrics.json").read_text())["methods"]
-            row = {"part": part, "instances": n, **{name: ours[name] for name in COLUMNS if name in ours}, "whole_image": whole_image["model"]}
+            ours = _methods_of(out / "reports" / f"{part}_n{n}")
+            whole_image = _methods_of(out / "reports" / f"{part}_n{n}_whole_image")
+            row = {"part": part, "instances": n, **{name: ours[name] for name in COLUMNS if name in ours}}
+            if "model" in whole_image:
+                row["whole_image"] = whole_image["model"]
             rows.append({k: v if k in ("part", "instances") else {m: v[m] for m in ("f1", "precision", "recall")} for k, v in row.items()})
     columns = [name for name in COLUMNS if all(name in r for r in rows)]
     mean = {n: {name: float(np.mean([r[name]["f1"] for r in rows if r["instances"] == n])) for name in columns} for n in counts}
@@ -111,6 +144,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-minutes", type=float, default=6.0, help="per training run")
     parser.add_argument("--per-seed-train-n", type=int, default=3, help="the N of the per-seed method's training bins")
     parser.add_argument("--jobs", type=int, default=2, help="processes at a time, one thread each")
+    parser.add_argument("--sim-config", type=Path, help="the simulated cell (camera, bin, sensor, topics), e.g. config/real_cell.yaml")
+    parser.add_argument("--sensor", choices=SENSORS, help="the simulated depth camera, over the cell's")
+    parser.add_argument("--methods", nargs="+", choices=tuple(METHODS), default=list(METHODS), help="the trained methods to run")
     parser.add_argument("--results-md", type=Path, help="also write the table into this Markdown file's generated section (docs/RESULTS.md)")
     parser.add_argument("--bench-json", type=Path, action="append", default=[], help="with --results-md: a benchmark's JSON to add (repeat)")
     args = parser.parse_args(argv)
@@ -122,11 +158,13 @@ def main(argv: list[str] | None = None) -> None:
     except FileNotFoundError as error:
         parser.error(str(error))
     table = build_table(
-        args.out, args.parts, args.instances, args.train_scenes, args.test_scenes, args.train_minutes, args.per_seed_train_n, args.jobs
+        args.out, args.parts, args.instances, args.train_scenes, args.test_scenes, args.train_minutes, args.per_seed_train_n, args.jobs,
+        args.sim_config, args.sensor, tuple(args.methods),
     )
     table["settings"] = {
         "train_scenes": args.train_scenes, "test_scenes": args.test_scenes, "train_minutes": args.train_minutes,
         "per_seed_train_n": args.per_seed_train_n, "jobs": args.jobs,
+        "sim_config": None if args.sim_config is None else str(args.sim_config), "sensor": args.sensor, "methods": args.methods,
     }
     write_text(args.out / "table.json", json.dumps(table, indent=1))
     write_text(args.out / "table.md", markdown(table))
