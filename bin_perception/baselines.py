@@ -171,10 +171,12 @@ def run_baseline(name: str, points: np.ndarray, k: int, **params) -> np.ndarray:
     raise ValueError(f"unknown baseline {name!r}: expected one of {', '.join(BASELINE_NAMES)}")
 
 
-def baseline_label_image(frame: Frame, workspace: np.ndarray, name: str, k: int, **params) -> np.ndarray:
+def baseline_label_image(
+    frame: Frame, workspace: np.ndarray, name: str, k: int, camera_from_bin: np.ndarray | None = None, **params
+) -> np.ndarray:
     """A (H, W) uint16 label image of ``frame`` by the baseline ``name`` on its workspace points."""
     points_m = backproject(frame.depth_m, frame.K).reshape(-1, 3)
-    pixels = np.flatnonzero(in_workspace(points_m, workspace))
+    pixels = np.flatnonzero(in_workspace(points_m, workspace, camera_from_bin))
     labels = np.zeros(frame.depth_m.size, dtype=np.uint16)
     labels[pixels] = run_baseline(name, points_m[pixels], k, **params)
     return labels.reshape(frame.depth_m.shape)

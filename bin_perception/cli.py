@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .config import SENSORS, Config, ConfigError, TopicsConfig, load_config
 from .extras import MissingExtraError, missing_extra
-from .geometry import WORKSPACE_DOC, parse_workspace
+from .geometry import BIN_POSE_DOC, WORKSPACE_DOC, format_bin_pose, parse_bin_pose, parse_workspace
 from .io.errors import BagError
 from .lowres.cli import add_lowres_parser
 
@@ -28,6 +28,7 @@ def add_bag_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--gt-labels-topic", help=f"ground-truth label image topic [{defaults.gt_labels}]")
     group.add_argument("--gt-poses-topic", help=f"ground-truth PoseArray topic [{defaults.gt_poses}]")
     group.add_argument("--workspace", type=parse_workspace, help=f"the parts' box: {WORKSPACE_DOC}")
+    group.add_argument("--bin-pose", type=parse_bin_pose, help=f"with --workspace, the frame of its box: {BIN_POSE_DOC}")
 
 
 def topics_from_args(args: argparse.Namespace, config: Config) -> TopicsConfig:
@@ -109,17 +110,24 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     except BagError as error:
         print(f"no contact sheet: {error}")
         return 0
-    workspace = args.workspace if args.workspace is not None else reader.workspace()
+    if args.workspace is not None:
+        workspace, camera_from_bin = args.workspace, args.bin_pose
+    else:
+        workspace, camera_from_bin = reader.workspace(), reader.bin_pose()
     if workspace is not None:
         print("workspace (m): " + ",".join(f"{v:.4f}" for v in workspace.ravel()))
+    if camera_from_bin is not None:
+        print(f"bin pose: {format_bin_pose(camera_from_bin)}")
     frames = list(itertools.islice(reader, args.frames))
     if args.workspace_suggest:
         from .workspace import suggest_workspace
 
         if not frames:
             raise BagError(f"bag {reader.path}: no frame to suggest a workspace from")
-        box = suggest_workspace(frames[0])
+        box, camera_from_bin = suggest_workspace(frames[0])
         print("suggested workspace (m), from the floor and walls of its first frame: " + ",".join(f"{v:.4f}" for v in box.ravel()))
+        if camera_from_bin is not None:
+            print(f"the camera looks at the bin at an angle; the box is in the bin's frame: --bin-pose {format_bin_pose(camera_from_bin)}")
     if frames:
         out = Path(args.out) if args.out else Path(f"{reader.path.name}_contact_sheet.png")
         contact_sheet(frames, out, title=str(reader.path))
@@ -139,7 +147,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"--instances must be at least 1, got {args.instances}")
     cluster = init_from_env()
     try:
-        result = train(args.bag, args.instances, config, args.out, args.workspace, args.max_minutes, args.resume)
+        result = train(args.bag, args.instances, config, args.out, args.workspace, args.max_minutes, args.resume, args.bin_pose)
     finally:
         shutdown(cluster)
     if cluster.is_main:
@@ -157,7 +165,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     topics = topics_from_args(args, config or Config())
     baselines = tuple(b for b in args.baselines.split(",") if b)
     result = evaluate(
-        args.bag, args.out, args.checkpoint, args.instances, baselines, config, topics, args.workspace, args.max_frames, args.tune_frames
+        args.bag, args.out, args.checkpoint, args.instances, baselines, config, topics, args.workspace, args.max_frames, args.tune_frames,
+        camera_from_bin=args.bin_pose,
     )
     for method, m in result["methods"].items():
         print(f"{method:<9} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}  {m['ms_per_frame']:.1f} ms/frame")
@@ -279,7 +288,7 @@ def _exit_on_sigterm(signum: int, _frame) -> None:
 _NEGATIVE_VALUE = re.compile(r"-\.?\d")
 
 
-def attach_negative_values(argv: list[str], flags: tuple[str, ...] = ("--workspace",)) -> list[str]:
+def attach_negative_values(argv: list[str], flags: tuple[str, ...] = ("--workspace", "--bin-pose")) -> list[str]:
     """``argv`` with ``FLAG -0.15,...`` written ``FLAG=-0.15,...``, so that a value starting with a minus reaches ``FLAG``."""
     joined: list[str] = []
     tokens = iter(argv)
@@ -300,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(attach_negative_values(sys.argv[1:] if argv is None else list(argv)))
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    if getattr(args, "bin_pose", None) is not None and args.workspace is None:
+        parser.error("--bin-pose is the frame of a --workspace box; give the box too")
     try:
         return args.run(args)
     except (BagError, ConfigError, FileNotFoundError, FileExistsError, ValueError, MissingExtraError) as error:

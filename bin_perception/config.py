@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from .camera import PinholeCamera
-from .geometry import parse_workspace
+from .geometry import parse_bin_pose, parse_workspace
 
 
 def _require(condition: bool, message: str) -> None:
@@ -29,7 +29,7 @@ def _require(condition: bool, message: str) -> None:
 
 @dataclass
 class CameraConfig:
-    """The simulated depth camera: a pinhole looking straight down into the bin."""
+    """The simulated depth camera: a pinhole looking into the bin, straight down or at an angle."""
 
     width_px: int = 224
     height_px: int = 224
@@ -41,10 +41,14 @@ class CameraConfig:
     far_m: float = 3.0
     # Height of the optical centre above the bin's rim; null frames the bin to fill the image.
     height_above_rim_m: float | None = None
+    # The optical axis's angle to the vertical, turned about the bin's x axis, still aimed at the floor's
+    # centre from the same distance: a camera mounted beside the bin rather than over it.
+    tilt_deg: float = 0.0
     frame_id: str = "camera_depth_optical_frame"
 
     def __post_init__(self) -> None:
         self.pinhole()
+        _require(0.0 <= self.tilt_deg < 60.0, f"tilt_deg={self.tilt_deg}: expected 0 <= tilt < 60 degrees")
         _require(0 < self.near_m < self.far_m, f"near_m={self.near_m} and far_m={self.far_m} need 0 < near < far")
         _require(self.height_above_rim_m is None or self.height_above_rim_m > 0, "height_above_rim_m must be positive")
 
@@ -231,11 +235,17 @@ class Config:
     # The parts' workspace box, xmin,ymin,zmin,xmax,ymax,zmax in the camera frame
     # (metres). Null takes the box a simulated bag records, if any.
     workspace: list[float] | None = None
+    # The frame the workspace box is in, x,y,z,qx,qy,qz,qw of the bin in the camera frame (z up from its
+    # floor), for a camera that looks at its bin at an angle. Null: the camera's own frame.
+    bin_pose: list[float] | None = None
 
     def __post_init__(self) -> None:
         _require(self.sensor in SENSORS, f"sensor {self.sensor!r}: expected one of {', '.join(SENSORS)}")
         if self.workspace is not None:
             parse_workspace(self.workspace)
+        if self.bin_pose is not None:
+            _require(self.workspace is not None, "bin_pose: the frame of a workspace box; give the workspace too")
+            parse_bin_pose(self.bin_pose)
 
 
 class ConfigError(ValueError):

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-WORKSPACE_DOC = "xmin,ymin,zmin,xmax,ymax,zmax in the camera frame, metres"
+WORKSPACE_DOC = "xmin,ymin,zmin,xmax,ymax,zmax in the camera frame (or the bin's, with a bin pose), metres"
+BIN_POSE_DOC = "x,y,z,qx,qy,qz,qw: the bin's frame (z up from its floor) in the camera frame, metres"
 
 
 def backproject(depth_m: np.ndarray, K: np.ndarray) -> np.ndarray:
@@ -46,8 +47,38 @@ def parse_workspace(text: str | list | tuple | np.ndarray) -> np.ndarray:
     return box
 
 
-def in_workspace(points: np.ndarray, workspace: np.ndarray) -> np.ndarray:
-    """A boolean mask of the points inside the (2, 3) workspace box; NaN points are outside."""
+def parse_bin_pose(text: str | list | tuple | np.ndarray) -> np.ndarray:
+    """The bin's frame in the camera frame as a (4, 4) transform ``camera_from_bin``.
+
+    Accepts ``"x,y,z,qx,qy,qz,qw"`` or seven numbers, the order of geometry_msgs/Pose.
+    """
+    values = text.split(",") if isinstance(text, str) else list(np.ravel(text))
+    try:
+        pose = np.array([float(v) for v in values], dtype=np.float64)
+    except ValueError as error:
+        raise ValueError(f"bin pose {text!r}: {error}; expected seven numbers, {BIN_POSE_DOC}") from None
+    if pose.shape != (7,) or not np.all(np.isfinite(pose)):
+        raise ValueError(f"bin pose {text!r}: expected seven finite numbers, {BIN_POSE_DOC}")
+    norm = np.linalg.norm(pose[3:])
+    if abs(norm - 1.0) > 1e-3:
+        raise ValueError(f"bin pose {text!r}: its quaternion has norm {norm:.4f}, not 1 ({BIN_POSE_DOC})")
+    return pose_to_matrix(pose[:3], pose[3:] / norm)
+
+
+def format_bin_pose(camera_from_bin: np.ndarray) -> str:
+    """``camera_from_bin`` as the text :func:`parse_bin_pose` reads."""
+    values = np.concatenate([camera_from_bin[:3, 3], matrix_to_quaternion(camera_from_bin[:3, :3])])
+    return ",".join(f"{v:.6f}" for v in values)
+
+
+def in_workspace(points: np.ndarray, workspace: np.ndarray, camera_from_bin: np.ndarray | None = None) -> np.ndarray:
+    """A boolean mask of the points inside the (2, 3) workspace box; NaN points are outside.
+
+    With ``camera_from_bin``, the box is in the bin's frame: a camera that looks at its bin at an angle
+    still crops the bin's inside, which no box of the camera frame holds without a wall or the floor.
+    """
+    if camera_from_bin is not None:
+        points = (points - camera_from_bin[:3, 3]) @ camera_from_bin[:3, :3]
     with np.errstate(invalid="ignore"):
         return np.all((points >= workspace[0]) & (points <= workspace[1]), axis=-1)
 

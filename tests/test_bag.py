@@ -55,6 +55,18 @@ def test_simulated_bag_round_trips_through_our_reader(nut_bag):
     np.testing.assert_allclose(reader.workspace(), simulator.workspace, atol=1e-6)
 
 
+def test_a_tilted_cameras_bag_records_the_frame_of_its_box(tmp_path):
+    config = Config()
+    config.camera.tilt_deg = 30.0
+    simulate_bag("nut", 2, 1, 0, tmp_path / "tilted", config, progress=False)
+    reader = BagReader(tmp_path / "tilted")
+    with BinSimulator(load_part("nut"), 2, config) as simulator:
+        np.testing.assert_allclose(reader.bin_pose(), simulator.camera_from_bin, atol=1e-6)
+        np.testing.assert_allclose(reader.workspace(), simulator.workspace, atol=1e-6)
+    # The box is the bin's inside over its floor, in the bin's frame.
+    assert reader.workspace()[0, 2] > 0 and np.allclose(reader.workspace()[0, :2], -reader.workspace()[1, :2])
+
+
 def test_raw_messages_deserialize_with_rclpy_into_ros2_messages(nut_bag):
     from geometry_msgs.msg import PoseArray
     from rclpy.serialization import deserialize_message

@@ -50,6 +50,11 @@ def test_simulate_then_inspect(tmp_path):
     assert "workspace (m): -0.1500,-0.1000,0.3000,0.1500,0.1000,0.5000" in out
     out = _cli("inspect", bag, "--out", sheet, "--frames", 1, "--workspace-suggest").stdout
     assert "suggested workspace (m), from the floor and walls of its first frame: " in out
+    alone = _cli("inspect", bag, "--frames", 1, "--bin-pose", "0,0,0.7,0.9659258,0,0,0.2588190", check=False)
+    assert alone.returncode == 2 and "--bin-pose is the frame of a --workspace box; give the box too" in alone.stderr
+    out = _cli("inspect", bag, "--out", sheet, "--frames", 1, "--workspace", "-0.1,-0.1,0.002,0.1,0.1,0.15",
+               "--bin-pose", "-0.01,0,0.7,0.9659258,0,0,0.2588190").stdout
+    assert "bin pose: -0.010000,0.000000,0.700000,0.965926,0.000000,0.000000,0.258819" in out
     again = _cli("simulate", "--part", "bolt", "--instances", 2, "--scenes", 8, "--seed", 3, "--out", bag, check=False)
     assert again.returncode == 2 and "already exists" in again.stderr
 

@@ -14,6 +14,13 @@ def test_shipped_sim_config_is_the_defaults():
     assert load_config(CONFIG_DIR / "sim.yaml") == Config()
 
 
+def test_a_bin_pose_needs_its_box():
+    with pytest.raises(ValueError, match="bin_pose: the frame of a workspace box; give the workspace too"):
+        Config(bin_pose=[0.0, 0.0, 0.7, 0.0, 0.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="norm"):
+        Config(workspace=[-0.1, -0.1, 0.0, 0.1, 0.1, 0.1], bin_pose=[0.0, 0.0, 0.7, 0.0, 0.0, 0.0, 3.0])
+
+
 def test_partial_files_override_only_their_keys(tmp_path):
     path = tmp_path / "cam.yaml"
     path.write_text("camera:\n  width_px: 320\n  fx_px: 250\nworkspace: [-0.1, -0.1, 0.2, 0.1, 0.1, 0.6]\n")

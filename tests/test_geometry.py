@@ -4,11 +4,14 @@ import pytest
 from bin_perception.geometry import (
     backproject,
     fit_plane_ransac,
+    format_bin_pose,
     in_workspace,
     matrix_to_quaternion,
+    parse_bin_pose,
     parse_workspace,
     pose_to_matrix,
     quaternion_to_matrix,
+    transform_points,
 )
 
 
@@ -36,6 +39,24 @@ def test_workspace_parsing_and_cropping():
         parse_workspace([0, 0, 0.5, 0.1, 0.1, 0.4])
     with pytest.raises(ValueError, match="could not convert"):
         parse_workspace("a,b,c,d,e,f")
+
+
+def test_a_box_in_the_bins_frame_crops_a_bin_seen_at_an_angle():
+    # The bin's frame, z up from its floor, seen by a camera 0.7 m away and tilted 30 degrees about x.
+    camera_from_bin = parse_bin_pose("0,0,0.7,0.9659258,0,0,0.2588190")
+    np.testing.assert_allclose(camera_from_bin[:3, 2], [0.0, -0.5, -0.8660254], atol=1e-6)  # up, towards the camera
+    box = np.array([[-0.1, -0.1, 0.002], [0.1, 0.1, 0.15]])
+    # A part inside, a floor point under the margin, a point beyond a wall: in the camera frame.
+    in_bin = np.array([[0.09, -0.09, 0.03], [0.0, 0.0, 0.001], [0.0, 0.12, 0.03], [np.nan, 0.0, 0.0]])
+    points = transform_points(camera_from_bin, in_bin)
+    np.testing.assert_array_equal(in_workspace(points, box, camera_from_bin), [True, False, False, False])
+    # The same box in the camera frame crops something else entirely.
+    assert not in_workspace(points, box).any()
+    np.testing.assert_allclose(parse_bin_pose(format_bin_pose(camera_from_bin)), camera_from_bin, atol=1e-6)
+    with pytest.raises(ValueError, match="norm 2.0000"):
+        parse_bin_pose([0, 0, 0.7, 0, 0, 0, 2])
+    with pytest.raises(ValueError, match="seven"):
+        parse_bin_pose("0,0,0.7")
 
 
 def test_ransac_finds_the_floor_among_parts():

@@ -8,7 +8,7 @@ import trimesh
 
 from bin_perception.config import Config, ModelConfig
 from bin_perception.frame import Frame
-from bin_perception.geometry import backproject, in_workspace, transform_points
+from bin_perception.geometry import backproject, in_workspace, parse_bin_pose, transform_points
 from bin_perception.model import BinPerception, CheckpointError, load_checkpoint, save_checkpoint
 from bin_perception.model.chamfer import _nearest_chunked, chamfer_distance
 from bin_perception.model.hpr import HPR_EXPONENTS, flip_radius, visible_mask, visible_points
@@ -136,6 +136,11 @@ def test_checkpoints_round_trip_and_refuse_what_does_not_fit(tmp_path, nut_scene
     np.testing.assert_allclose(a.poses, b.poses)
     np.testing.assert_array_equal(a.labels, b.labels)
     assert set(np.unique(a.labels)) <= {0, 1, 2, 3}
+    # A workspace in the bin's frame travels with the checkpoint.
+    tilted = parse_bin_pose("0,0,0.7,0.9659258,0,0,0.2588190")
+    perception.set_workspace(workspace, tilted)
+    save_checkpoint(path, perception)
+    np.testing.assert_allclose(load_checkpoint(path)[0].camera_from_bin, tilted, atol=1e-6)
     (tmp_path / "run" / "checkpoint.json").unlink()
     with pytest.raises(CheckpointError, match="sidecar checkpoint.json is missing"):
         load_checkpoint(path)

@@ -294,6 +294,10 @@ def test_parameters_change_at_run_time_and_services_save_and_reload(ros, checkpo
     assert not ok and "parameter workspace" in reason and "empty box" in reason
     ok, reason = set_one("checkpoint", str(tmp_path / "missing.pt"))
     assert not ok and "no such file" in reason
+    ok, reason = set_one("bin_pose", [0.0, 0.0, 0.7, 0.0, 0.0, 0.0, 2.0])
+    assert not ok and "parameter bin_pose" in reason and "norm 2.0000" in reason
+    # A camera tilted 30 degrees about x, 0.7 m from the bin's floor: the box is now in the bin's frame.
+    assert set_one("bin_pose", [0.0, 0.0, 0.7, 0.9659258, 0.0, 0.0, 0.2588190]) == (True, "")
 
     saved = tmp_path / "saved" / "checkpoint.pt"
     assert set_one("save_path", str(saved)) == (True, "")
@@ -301,6 +305,8 @@ def test_parameters_change_at_run_time_and_services_save_and_reload(ros, checkpo
     assert response.success, response.message
     perception, _, _ = load_checkpoint(saved)
     assert perception.instances == 4 and perception.config.hpr_exponent == 2.0
+    np.testing.assert_allclose(perception.camera_from_bin[:3, 3], [0.0, 0.0, 0.7])
+    np.testing.assert_allclose(perception.camera_from_bin[1:3, 1:3], [[-0.8660254, -0.5], [0.5, -0.8660254]], atol=1e-6)
     response = call(client_node, client_node.create_client(Trigger, "/perception_node/reload_model"), Trigger.Request())
     assert response.success and str(checkpoint) in response.message
     client_node.destroy_node()

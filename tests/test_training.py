@@ -94,7 +94,7 @@ def test_training_observes_each_frame_once_over_its_epochs(nut_bag, tmp_path, mo
 
 def test_past_its_budget_the_cache_observes_again(nut_bag):
     frames = open_frames([str(nut_bag)], Config().topics, None)
-    perception = BinPerception(3, resolve_workspace(None, Config(), [str(nut_bag)]), ModelConfig(input_size_px=32))
+    perception = BinPerception(3, resolve_workspace(None, Config(), [str(nut_bag)])[0], ModelConfig(input_size_px=32))
     first = perception.observe(frames[0])
     cache = ObservationCache(perception, frames, budget_bytes=observation_nbytes(first) + 1)
     for _ in range(2):

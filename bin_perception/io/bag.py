@@ -26,7 +26,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from ..config import TopicsConfig
 from ..extras import require
 from ..frame import Frame
-from ..geometry import parse_workspace
+from ..geometry import parse_bin_pose, parse_workspace
 from . import messages
 from .errors import BagError, FrameError
 
@@ -40,6 +40,7 @@ META_PART = "bin_perception.part"
 META_MESH = "bin_perception.part_mesh_ply_gz_b64"
 META_SYMMETRY = "bin_perception.part_symmetry"
 META_WORKSPACE = "bin_perception.workspace"
+META_BIN_POSE = "bin_perception.bin_pose"
 META_INSTANCES = "bin_perception.instances"
 
 # How many stamps the reader holds while it waits for a frame's other messages.
@@ -296,6 +297,11 @@ class BagReader:
         """The workspace box the simulator recorded, (2, 3), if any."""
         text = self.custom_data.get(META_WORKSPACE)
         return parse_workspace(text) if text else None
+
+    def bin_pose(self) -> np.ndarray | None:
+        """The frame (4, 4) of the recorded workspace box, the bin's in the camera's; None: the camera's own."""
+        text = self.custom_data.get(META_BIN_POSE)
+        return parse_bin_pose(text) if text else None
 
     def __iter__(self) -> Iterator[Frame]:
         role_of = {self.topics.depth: "depth", self.topics.camera_info: "camera_info"}

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from ..config import Config, TopicsConfig
 from ..frame import Frame
+from ..geometry import parse_bin_pose
 from ..io.bag import META_PART, BagReader, read_metadata
 from ..io.errors import BagError
 
@@ -27,16 +28,21 @@ def topics_for(bag: str, topics: TopicsConfig) -> TopicsConfig:
     return topics
 
 
-def resolve_workspace(explicit: np.ndarray | None, config: Config, bags: Sequence[str]) -> np.ndarray:
-    """The workspace box: the flag, else the config, else the one the first simulated bag records."""
+def resolve_workspace(
+    explicit: np.ndarray | None, config: Config, bags: Sequence[str], explicit_bin_pose: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The workspace box and its frame (the bin's (4, 4) in the camera's, or None for the camera's own): the
+    flags, else the config, else what the first simulated bag records. A box and its frame come from one source."""
     if explicit is not None:
-        return np.asarray(explicit, dtype=np.float64).reshape(2, 3)
+        return np.asarray(explicit, dtype=np.float64).reshape(2, 3), explicit_bin_pose
     if config.workspace is not None:
-        return np.asarray(config.workspace, dtype=np.float64).reshape(2, 3)
+        bin_pose = None if config.bin_pose is None else parse_bin_pose(config.bin_pose)
+        return np.asarray(config.workspace, dtype=np.float64).reshape(2, 3), bin_pose
     for bag in bags:
-        workspace = BagReader(bag, topics_for(bag, config.topics)).workspace()
+        reader = BagReader(bag, topics_for(bag, config.topics))
+        workspace = reader.workspace()
         if workspace is not None:
-            return workspace
+            return workspace, reader.bin_pose()
     raise BagError(
         f"no workspace: none of {', '.join(map(str, bags))} records one; give --workspace xmin,ymin,zmin,xmax,ymax,zmax"
     )

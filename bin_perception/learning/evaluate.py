@@ -32,6 +32,7 @@ from ..baselines import choose_dbscan_eps, run_baseline
 from ..config import Config, ConfigError, TopicsConfig
 from ..extras import require
 from ..frame import Frame
+from ..geometry import parse_bin_pose
 from ..io.atomic import write_text
 from ..io.bag import META_INSTANCES, META_SYMMETRY, BagReader
 from ..io.errors import BagError
@@ -78,8 +79,10 @@ def evaluate(
     max_frames: int | None = None,
     tune_frames: int = 10,
     overlay_frames: int = 4,
+    camera_from_bin: np.ndarray | None = None,
 ) -> dict:
-    """Evaluate on ``bag``; a ``config``, when given, must agree with the checkpoint."""
+    """Evaluate on ``bag``; a ``config``, when given, must agree with the checkpoint. ``camera_from_bin`` is the
+    frame of ``workspace`` (the bin's in the camera's; None: the camera's own)."""
     config_given = config is not None
     config = config or Config()
     topics = topics or config.topics
@@ -94,18 +97,20 @@ def evaluate(
         instances = perception.instances
     elif instances is None:
         raise ConfigError("without --checkpoint, --instances is required")
+    # A box and its frame come from one source: the flags, the config, the bag (which describes its own
+    # bin) or the checkpoint (the bin it was trained on).
     if workspace is None and config.workspace:
         workspace = np.asarray(config.workspace).reshape(2, 3)
+        camera_from_bin = None if config.bin_pose is None else parse_bin_pose(config.bin_pose)
     if workspace is None:
-        # The bag's own box describes its bin; the checkpoint's, the bin it was trained on.
-        workspace = reader.workspace()
+        workspace, camera_from_bin = reader.workspace(), reader.bin_pose()
     if workspace is None and perception:
-        workspace = perception.workspace
-    if perception:
-        perception.set_workspace(workspace)
+        workspace, camera_from_bin = perception.workspace, perception.camera_from_bin
     if workspace is None:
         raise BagError(f"bag {reader.path}: records no workspace; give --workspace")
-    normalization = perception.normalization if perception else Normalization.from_workspace(workspace)
+    if perception:
+        perception.set_workspace(workspace, camera_from_bin)
+    normalization = perception.normalization if perception else Normalization.from_workspace(workspace, camera_from_bin)
     input_size = perception.config.input_size_px if perception else config.model.input_size_px
 
     frames = reader if max_frames is None else itertools.islice(reader, max_frames + tune_frames)
@@ -122,7 +127,7 @@ def evaluate(
             raise ConfigError("the DBSCAN baseline needs tuning frames to choose its radius: tune_frames must be at least 1")
         clouds, truths = [], []
         for frame in tuning:
-            points_m, truth, _, _ = _parts_of(frame, workspace, normalization, input_size, perception)
+            points_m, truth, _, _ = _parts_of(frame, (workspace, camera_from_bin), normalization, input_size, perception)
             clouds.append(points_m[truth > 0])
             truths.append(truth[truth > 0])
         params["dbscan"]["eps_m"] = choose_dbscan_eps(clouds, truths, DBSCAN_EPS_CANDIDATES_M)
@@ -142,7 +147,7 @@ def evaluate(
     for frame in evaluation:
         observe_start = time.perf_counter()
         try:
-            points_m, truth, obs, observed = _parts_of(frame, workspace, normalization, input_size, perception)
+            points_m, truth, obs, observed = _parts_of(frame, (workspace, camera_from_bin), normalization, input_size, perception)
         except TooFewPointsError:
             continue
         if len(shown) < overlay_frames:
@@ -214,7 +219,11 @@ def _other_segmentation(perception: BinPerception) -> str:
 
 
 def _parts_of(
-    frame: Frame, workspace: np.ndarray, normalization: Normalization, input_size: int, perception: BinPerception | None = None
+    frame: Frame,
+    workspace: tuple[np.ndarray, np.ndarray | None],
+    normalization: Normalization,
+    input_size: int,
+    perception: BinPerception | None = None,
 ):
     """The frame's workspace cloud in metres, each point's ground-truth label, the observation (the model's own, if given)
     and the frame it observed.
@@ -222,7 +231,8 @@ def _parts_of(
     The model's observation may be of the frame decimated, and the baselines are given the same points.
     """
     observed = perception.observed_frame(frame) if perception else frame
-    obs = perception.observe(frame) if perception else observe(frame, workspace, normalization, input_size)
+    box, camera_from_bin = workspace
+    obs = perception.observe(frame) if perception else observe(frame, box, normalization, input_size, camera_from_bin=camera_from_bin)
     truth = observed.gt_labels.ravel()[obs.pixels]
     return normalization.to_metres(obs.points), truth, obs, observed
 

@@ -193,7 +193,11 @@ def _trainer(settings: InloopSettings, metadata: dict, state: dict, frames, weig
 
 
 def initial_state(
-    settings: InloopSettings, model: ModelConfig, instances: int | None, workspace: np.ndarray | None
+    settings: InloopSettings,
+    model: ModelConfig,
+    instances: int | None,
+    workspace: np.ndarray | None,
+    camera_from_bin: np.ndarray | None = None,
 ) -> tuple[BinPerception, dict, dict]:
     """The model to start from: the checkpoint's, resumed, if the file exists; else a new, random one.
 
@@ -204,7 +208,7 @@ def initial_state(
         return perception, state, metadata
     if instances is None or workspace is None:
         raise ValueError("starting from nothing needs the number of instances and the workspace")
-    perception = BinPerception(instances, workspace, model, seed=settings.train.seed)
+    perception = BinPerception(instances, workspace, model, seed=settings.train.seed, camera_from_bin=camera_from_bin)
     state = {"net": perception.net.state_dict(), "object_model": perception.object_model.state_dict()}
     return perception, state, {**perception.metadata(), "step": 0}
 

@@ -216,7 +216,13 @@ def _resumed_log(path: Path, step: int) -> list[tuple[int, float]]:
 
 
 def _start(
-    checkpoint_path: Path, resume: bool, instances: int, workspace: np.ndarray, config: Config, frames: CachedFrames, cluster: Cluster
+    checkpoint_path: Path,
+    resume: bool,
+    instances: int,
+    workspace: tuple[np.ndarray, np.ndarray | None],
+    config: Config,
+    frames: CachedFrames,
+    cluster: Cluster,
 ) -> tuple[BinPerception, dict, dict, bool]:
     """The model to train, its optimiser's state and its progress: resumed from ``checkpoint_path``, or new."""
     # Rank 0's view decides, so that every rank resumes or none does.
@@ -229,7 +235,8 @@ def _start(
         return perception, state, progress, True
     if resume and cluster.is_main:
         tqdm.write(f"{checkpoint_path}: no checkpoint yet, so training starts afresh")
-    perception = BinPerception(instances, workspace, config.model, seed=config.train.seed)
+    box, camera_from_bin = workspace
+    perception = BinPerception(instances, box, config.model, seed=config.train.seed, camera_from_bin=camera_from_bin)
     return perception, {}, {"step": 0, "epoch": 0, "gamma": 0.0, "loss": float("nan"), "elapsed_s": 0.0}, False
 
 
@@ -275,23 +282,25 @@ def train(
     workspace: np.ndarray | None = None,
     max_minutes: float | None = None,
     resume: bool = False,
+    camera_from_bin: np.ndarray | None = None,
 ) -> TrainResult:
     """Train on ``bags`` into ``run_dir``; with ``resume``, continue from its checkpoint.pt where there is one.
 
     In a process group (torchrun, then :func:`bin_perception.learning.distributed.init_from_env`) each of the W
     processes trains batch_size / W frames of every batch, and rank 0 alone writes ``run_dir``, which
     every rank must be able to read to resume. ``max_minutes`` bounds this call, not the whole run.
+    ``camera_from_bin`` is the frame of ``workspace`` (the bin's in the camera's; None: the camera's own).
     """
     run_dir = Path(run_dir)
     cluster = Cluster.current()
     train_config, model_config = config.train, config.model
     if train_config.threads:
         torch.set_num_threads(train_config.threads)
-    workspace = resolve_workspace(workspace, config, bags)
+    workspace, camera_from_bin = resolve_workspace(workspace, config, bags, camera_from_bin)
     with cluster.local_leader_first():
         frames = open_frames(bags, config.topics, train_config.scenes)
     checkpoint_path = run_dir / "checkpoint.pt"
-    perception, state, progress, resumed = _start(checkpoint_path, resume, instances, workspace, config, frames, cluster)
+    perception, state, progress, resumed = _start(checkpoint_path, resume, instances, (workspace, camera_from_bin), config, frames, cluster)
     perception.to(cluster.device)
     usable = observable_frames(perception, frames, cluster.is_main)
     _measure_part(perception, frames, usable, cluster)

@@ -38,9 +38,13 @@ class Normalization:
     scale_m: float
 
     @classmethod
-    def from_workspace(cls, workspace: np.ndarray) -> Normalization:
+    def from_workspace(cls, workspace: np.ndarray, camera_from_bin: np.ndarray | None = None) -> Normalization:
+        """The box's centre in the camera frame, and half its largest side."""
         workspace = np.asarray(workspace, dtype=np.float64)
-        return cls(workspace.mean(axis=0), float((workspace[1] - workspace[0]).max() / 2))
+        centre_m = workspace.mean(axis=0)
+        if camera_from_bin is not None:
+            centre_m = camera_from_bin[:3, :3] @ centre_m + camera_from_bin[:3, 3]
+        return cls(centre_m, float((workspace[1] - workspace[0]).max() / 2))
 
     def to_model(self, points_m: np.ndarray) -> np.ndarray:
         return ((points_m - self.centre_m) / self.scale_m).astype(np.float32)
@@ -94,13 +98,15 @@ def observe(
     seed_part_size_m: PartSize | None = None,
     align_crops: bool = False,
     min_points: int = MIN_POINTS,
+    camera_from_bin: np.ndarray | None = None,
 ) -> Observation:
     """Back-project a frame, keep the workspace, normalise, and make the network's input.
 
     With ``seed_instances``, also seed that many instances and cut their crops; with
     ``seed_part_size_m`` too, the seeds go by the part's shape and rejoin the pieces of occluded parts.
+    With ``camera_from_bin``, the workspace box is in the bin's frame (:func:`~bin_perception.geometry.in_workspace`).
     """
-    inside, points_m = workspace_points(frame, workspace, min_points)
+    inside, points_m = workspace_points(frame, workspace, min_points, camera_from_bin)
     pixels = np.flatnonzero(inside)
     points = normalization.to_model(points_m)
     height_m = np.where(inside, normalization.centre_m[2] - frame.depth_m, 0.0) / normalization.scale_m
@@ -126,26 +132,33 @@ def observe(
 
 
 def whole_part_sizes_m(
-    frame: Frame, workspace: np.ndarray, instances: int, seed_jump_px: float = 1.5, seed_fragment_fraction: float = 0.25
+    frame: Frame,
+    workspace: np.ndarray,
+    instances: int,
+    seed_jump_px: float = 1.5,
+    seed_fragment_fraction: float = 0.25,
+    camera_from_bin: np.ndarray | None = None,
 ) -> np.ndarray:
     """The sizes (k, 4) in metres of the frame's whole visible parts, where its seeds' regions number exactly N
     (:func:`bin_perception.model.seeds.whole_part_sizes`); none for a frame with too few points."""
     try:
-        inside, points_m = workspace_points(frame, workspace, instances)
+        inside, points_m = workspace_points(frame, workspace, instances, camera_from_bin)
     except TooFewPointsError:
         return np.empty((0, 4))
     return whole_part_sizes(frame.depth_m, inside, points_m, float(frame.K[0, 0]), instances, seed_jump_px, seed_fragment_fraction)
 
 
-def workspace_mask(frame: Frame, workspace: np.ndarray) -> np.ndarray:
+def workspace_mask(frame: Frame, workspace: np.ndarray, camera_from_bin: np.ndarray | None = None) -> np.ndarray:
     """The (H, W) mask of the frame's valid pixels inside the workspace."""
-    return in_workspace(backproject(frame.depth_m, frame.K), workspace)
+    return in_workspace(backproject(frame.depth_m, frame.K), workspace, camera_from_bin)
 
 
-def workspace_points(frame: Frame, workspace: np.ndarray, min_points: int) -> tuple[np.ndarray, np.ndarray]:
+def workspace_points(
+    frame: Frame, workspace: np.ndarray, min_points: int, camera_from_bin: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The (H, W) mask of the valid pixels inside the workspace, and their points (n, 3) in metres, row-major."""
     points_m = backproject(frame.depth_m, frame.K)
-    inside = in_workspace(points_m, workspace)
+    inside = in_workspace(points_m, workspace, camera_from_bin)
     count = int(inside.sum())
     if count < min_points:
         raise TooFewPointsError(f"frame at stamp {frame.stamp_ns}: {count} valid points in the workspace, need {min_points}")

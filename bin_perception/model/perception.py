@@ -22,6 +22,7 @@ from torch import nn
 from ..config import ModelConfig, build_dataclass
 from ..depth_filters import decimate_frame, decimation_factor, upsampled_labels
 from ..frame import Frame
+from ..geometry import format_bin_pose, parse_bin_pose
 from ..io.atomic import replacing, write_text
 from .fusion import fuse_views, views_in_model_frame
 from .network import ObjectModel, PoseNet, seed_poses
@@ -66,12 +67,15 @@ class BinPerception(nn.Module):
         workspace: np.ndarray,
         config: ModelConfig | None = None,
         seed: int = 0,
+        camera_from_bin: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         self.instances = instances
         self.config = config or ModelConfig()
         self.workspace = np.asarray(workspace, dtype=np.float64).reshape(2, 3)
-        self.normalization = Normalization.from_workspace(self.workspace)
+        # The frame of the workspace box: the bin's (4, 4) in the camera's, or None for the camera's own.
+        self.camera_from_bin = _bin_pose(camera_from_bin)
+        self.normalization = Normalization.from_workspace(self.workspace, self.camera_from_bin)
         # The per-seed method's measure of the part (seeds.part_size); None until measured.
         self.part_size_m: PartSize | None = None
         # Seeded initial weights, without reseeding the caller's global generator.
@@ -97,13 +101,15 @@ class BinPerception(nn.Module):
             raise ValueError(f"instances {instances}: this model (method whole_image) was trained for exactly {self.instances}")
         self.instances = instances
 
-    def set_workspace(self, workspace: np.ndarray) -> None:
-        """Crop frames to another box. The normalisation, which the learned model's scale depends on, stays."""
+    def set_workspace(self, workspace: np.ndarray, camera_from_bin: np.ndarray | None = None) -> None:
+        """Crop frames to another box, in the bin's frame ``camera_from_bin`` (None: the camera's). The
+        normalisation, which the learned model's scale depends on, stays."""
         self.workspace = np.asarray(workspace, dtype=np.float64).reshape(2, 3)
+        self.camera_from_bin = _bin_pose(camera_from_bin)
 
     def check_observable(self, frame: Frame) -> None:
         """Raise :class:`TooFewPointsError` where :meth:`observe` would, at the cost of the back-projection alone."""
-        workspace_points(frame, self.workspace, MIN_POINTS)
+        workspace_points(frame, self.workspace, MIN_POINTS, self.camera_from_bin)
 
     def decimation(self, frame: Frame) -> int:
         """The whole factor by which ``frame`` is decimated before it is observed (1 for a frame that fits)."""
@@ -121,12 +127,15 @@ class BinPerception(nn.Module):
         return observe(
             self.observed_frame(frame), self.workspace, self.normalization, config.input_size_px, seeds,
             config.seed_jump_px, config.seed_fragment_fraction, self.part_size_m, config.align_crops,
+            camera_from_bin=self.camera_from_bin,
         )
 
     def frame_part_sizes_m(self, frame: Frame) -> np.ndarray:
         """The sizes (k, 4) in metres of the whole parts in one frame: its seeds' regions where they number exactly N."""
         config = self.config
-        return whole_part_sizes_m(self.observed_frame(frame), self.workspace, self.instances, config.seed_jump_px, config.seed_fragment_fraction)
+        return whole_part_sizes_m(
+            self.observed_frame(frame), self.workspace, self.instances, config.seed_jump_px, config.seed_fragment_fraction, self.camera_from_bin
+        )
 
     def measure_part_size(self, frames: Iterable[Frame]) -> PartSize | None:
         """The part's size in metres, from the frames where the seeds find N whole parts; None from too few."""
@@ -189,7 +198,7 @@ class BinPerception(nn.Module):
         labels = label_image(obs.shape, obs.pixels, point_labels)
         factor = self.decimation(frame)
         if factor > 1:
-            labels = upsampled_labels(labels, factor, frame.depth_m.shape, workspace_mask(frame, self.workspace))
+            labels = upsampled_labels(labels, factor, frame.depth_m.shape, workspace_mask(frame, self.workspace, self.camera_from_bin))
         return Prediction(poses, point_labels.astype(np.uint16), labels, obs, visible_points, visible_ids)
 
     def model_points_m(self) -> np.ndarray:
@@ -201,6 +210,7 @@ class BinPerception(nn.Module):
             "format": CHECKPOINT_FORMAT,
             "instances": self.instances,
             "workspace": self.workspace.ravel().tolist(),
+            "bin_pose": None if self.camera_from_bin is None else format_bin_pose(self.camera_from_bin),
             "normalization": self.normalization.to_dict(),
             "model": dataclasses.asdict(self.config),
             "part_size_m": dataclasses.asdict(self.part_size_m) if self.part_size_m else None,
@@ -210,7 +220,9 @@ class BinPerception(nn.Module):
     @classmethod
     def from_metadata(cls, metadata: dict) -> BinPerception:
         config = build_dataclass(ModelConfig, metadata["model"], "model")
-        perception = cls(int(metadata["instances"]), np.asarray(metadata["workspace"]), config)
+        bin_pose = metadata.get("bin_pose")
+        perception = cls(int(metadata["instances"]), np.asarray(metadata["workspace"]), config,
+                         camera_from_bin=None if bin_pose is None else parse_bin_pose(bin_pose))
         # The workspace may have been changed after training; the units of the model may not.
         if "normalization" in metadata:
             perception.normalization = Normalization.from_dict(metadata["normalization"])
@@ -223,6 +235,16 @@ class BinPerception(nn.Module):
             extent = float(metadata["part_extent_m"])
             perception.part_size_m = PartSize(extent, (extent, extent, extent))
         return perception
+
+
+def _bin_pose(camera_from_bin: np.ndarray | None) -> np.ndarray | None:
+    """A (4, 4) bin frame, or None for the camera's own (the identity too: it crops alike, without the turn)."""
+    if camera_from_bin is None:
+        return None
+    camera_from_bin = np.asarray(camera_from_bin, dtype=np.float64)
+    if camera_from_bin.shape != (4, 4):
+        raise ValueError(f"camera_from_bin: expected a (4, 4) transform, got shape {camera_from_bin.shape}")
+    return None if np.allclose(camera_from_bin, np.eye(4), atol=1e-9) else camera_from_bin
 
 
 def save_checkpoint(path: str | os.PathLike, perception: BinPerception, extra_state: dict | None = None, extra_metadata: dict | None = None) -> None:

@@ -49,7 +49,7 @@ from visualization_msgs.msg import MarkerArray
 
 from .. import viz
 from ..config import ConfigError, load_config
-from ..geometry import parse_workspace
+from ..geometry import format_bin_pose, parse_bin_pose, parse_workspace
 from ..io import messages
 from ..io.errors import FrameError
 from ..io.pairing import StampPairing
@@ -71,7 +71,9 @@ _ROS_TYPES = {
     list: Parameter.Type.DOUBLE_ARRAY,
 }
 # Parameters that the model (rather than the node) holds; declared after the checkpoint is loaded.
-_MODEL_PARAMETERS = ("instances", "workspace", "model.hpr_exponent", "model.observed_points")
+_MODEL_PARAMETERS = ("instances", "workspace", "bin_pose", "model.hpr_exponent", "model.observed_points")
+# The bin pose of a workspace box in the camera's own frame.
+_CAMERA_FRAME_POSE = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
 
 
 def _descriptor(name: str) -> ParameterDescriptor:
@@ -98,6 +100,9 @@ def _model_values(perception: BinPerception) -> dict[str, object]:
     return {
         "instances": perception.instances,
         "workspace": perception.workspace.ravel().tolist(),
+        "bin_pose": _CAMERA_FRAME_POSE if perception.camera_from_bin is None else [
+            float(v) for v in format_bin_pose(perception.camera_from_bin).split(",")
+        ],
         "model.hpr_exponent": -1.0 if hpr is None else float(hpr),
         "model.observed_points": perception.config.observed_points,
     }
@@ -116,7 +121,9 @@ def _apply(perception: BinPerception, name: str, value: object) -> None:
     if name == "instances":
         perception.set_instances(int(value))
     elif name == "workspace":
-        perception.set_workspace(parse_workspace(list(value)))
+        perception.set_workspace(parse_workspace(list(value)), perception.camera_from_bin)
+    elif name == "bin_pose":
+        perception.set_workspace(perception.workspace, parse_bin_pose(list(value)))
     elif name == "model.hpr_exponent":
         hpr = None if value < 0 else float(value)
         perception.config = dataclasses.replace(perception.config, hpr_exponent=hpr)
@@ -286,12 +293,15 @@ class PerceptionNode(LifecycleNode):
             threads=values["inloop.threads"],
             min_frames=min(config.train.batch_size, values["inloop.buffer_frames"]),
         )
-        instances = workspace = None
+        instances = workspace = camera_from_bin = None
         if not Path(settings.checkpoint).is_file():
             # From nothing: the number of parts and their box cannot come from a checkpoint.
             instances = self._declare_required("instances", Parameter.Type.INTEGER)
             workspace = parse_workspace(list(self._declare_required("workspace", Parameter.Type.DOUBLE_ARRAY)))
-        perception, state, metadata = initial_state(settings, config.model, instances, workspace)
+            bin_pose = self._declare("bin_pose", _CAMERA_FRAME_POSE)
+            self._check_or_stop("bin_pose", bin_pose)
+            camera_from_bin = parse_bin_pose(list(bin_pose))
+        perception, state, metadata = initial_state(settings, config.model, instances, workspace, camera_from_bin)
         self._training = InloopTraining(settings, perception, state, metadata)
         return perception.to(self._device).eval()
 

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from ..config import REPLAY_POLICIES
-from ..geometry import WORKSPACE_DOC, parse_workspace
+from ..geometry import BIN_POSE_DOC, WORKSPACE_DOC, parse_bin_pose, parse_workspace
 
 NODE_NAME = "perception_node"
 MODES = ("infer", "train_inloop")
@@ -63,6 +63,7 @@ PARAMETERS = (
         live=True, range=(1, 256),
     ),
     Parameter("workspace", list, None, f"the parts' box, {WORKSPACE_DOC}", live=True),
+    Parameter("bin_pose", list, None, f"the frame of the workspace box, {BIN_POSE_DOC}; 0,0,0,0,0,0,1: the camera's", live=True),
     Parameter(
         "model.hpr_exponent",
         float,
@@ -111,9 +112,9 @@ def check_parameter(name: str, value: Any, cuda_available: bool = False, checkpo
             _fail(name, f"{value}: exists and is not a file")
         if checkpoint_must_exist and not Path(value).is_file():
             _fail(name, f"{value}: no such file")
-    elif name == "workspace":
+    elif name in ("workspace", "bin_pose"):
         try:
-            parse_workspace(value)
+            (parse_workspace if name == "workspace" else parse_bin_pose)(value)
         except ValueError as error:
             _fail(name, str(error))
     elif name == "device":

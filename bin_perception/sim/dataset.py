@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 from ..config import Config, config_to_dict
 from ..frame import Frame
-from ..io.bag import META_INSTANCES, META_MESH, META_PART, META_SYMMETRY, META_WORKSPACE, BagWriter, encode_mesh
+from ..geometry import format_bin_pose
+from ..io.bag import META_BIN_POSE, META_INSTANCES, META_MESH, META_PART, META_SYMMETRY, META_WORKSPACE, BagWriter, encode_mesh
 from .parts import load_part
 from .scene import BinSimulator
 
@@ -78,6 +79,7 @@ def simulate_bag(
         META_MESH: encode_mesh(part_obj.mesh),
         META_WORKSPACE: workspace,
         META_INSTANCES: str(instances),
+        **({} if simulator.camera_from_bin is None else {META_BIN_POSE: format_bin_pose(simulator.camera_from_bin)}),
         "bin_perception.seed": str(seed),
         "bin_perception.config": json.dumps(config_to_dict(config), sort_keys=True),
     }

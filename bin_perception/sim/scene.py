@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pybullet
 from pybullet_utils.bullet_client import BulletClient
+from scipy.spatial.transform import Rotation
 
 from ..cache import cache_dir
 from ..camera import depth_from_zbuffer, opengl_projection, opengl_view
@@ -139,17 +140,28 @@ class BinSimulator:
             half_px = 0.95 * min(cam.width_px / 2 / cam.fx_px, cam.height_px / 2 / cam.fy_px)
             height_m = outer_half_m / half_px
         pose = np.eye(4)
-        # Optical axes in the world: x along +x, y along -y, z straight down.
-        pose[:3, :3] = np.diag([1.0, -1.0, -1.0])
-        pose[:3, 3] = (0.0, 0.0, rim_height_m + height_m)
+        # Optical axes in the world: x along +x, y along -y, z straight down; then the tilt about x, which
+        # keeps the axis on the floor's centre.
+        tilt = Rotation.from_euler("x", cam.tilt_deg, degrees=True).as_matrix()
+        pose[:3, :3] = tilt @ np.diag([1.0, -1.0, -1.0])
+        pose[:3, 3] = tilt @ (0.0, 0.0, rim_height_m + height_m)
         return pose
 
     @property
+    def camera_from_bin(self) -> np.ndarray | None:
+        """The bin's frame (the world's: z up from the floor's centre) in the camera's, where the camera is
+        tilted; None where it looks straight down, and the workspace box is in the camera's own frame."""
+        return self.camera_from_world if self.config.camera.tilt_deg else None
+
+    @property
     def workspace(self) -> np.ndarray:
-        """The box inside the bin's walls, above its floor, in the camera frame: (2, 3) min and max corners."""
+        """The box inside the bin's walls, above its floor: (2, 3) min and max corners, in the camera frame, or
+        in the bin's (:attr:`camera_from_bin`) for a tilted camera."""
         half_m = self.bin_inner_m / 2 - FLOOR_MARGIN_M
-        camera_height_m = self.world_from_camera[2, 3]
         top_m = self.wall_height_m + 2 * self.part.radius_m
+        if self.camera_from_bin is not None:
+            return np.array([[-half_m, -half_m, FLOOR_MARGIN_M], [half_m, half_m, top_m]])
+        camera_height_m = self.world_from_camera[2, 3]
         return np.array(
             [
                 [-half_m, -half_m, max(camera_height_m - top_m, self.config.camera.near_m)],

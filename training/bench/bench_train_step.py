@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> None:
 
     config = load_config(args.config)
     config.train.scenes = max(map(int, args.batch_sizes.split(",")))
-    workspace = resolve_workspace(None, config, [args.bag])
-    perception = BinPerception(args.instances, workspace, config.model)
+    workspace, camera_from_bin = resolve_workspace(None, config, [args.bag])
+    perception = BinPerception(args.instances, workspace, config.model, camera_from_bin=camera_from_bin)
     observations = load_observations(perception, [args.bag], config)
     optimizer = make_optimizer(perception, config.train)
     camera = perception.normalization.camera

@@ -138,7 +138,7 @@ def load_bin(bags: Bags, quick: bool) -> BinData:
     """The bags' observations, read once per process: every trial of a run trains on the same ones."""
     budget = QUICK if quick else FULL
     config = Config(model=budget.model, train=TrainConfig(scenes=None))
-    workspace = resolve_workspace(None, config, [bags.train])
+    workspace, _ = resolve_workspace(None, config, [bags.train])
     # Observations depend on the workspace and the model's config, not on its weights.
     perception = BinPerception(INSTANCES, workspace, budget.model)
     train = load_observations(perception, [bags.train], config)
