@@ -1,9 +1,12 @@
-"""Depth filters for frames larger than the perception needs: decimation down, labels back up.
+"""Depth filters for frames larger than the perception needs: the bin's region cut out, decimation down,
+labels back up.
 
-A real camera's 848 x 480 or 1280 x 720 frame holds several times the pixels that the seeds and crops
-need to tell the parts apart. As the depth cameras' own pipelines do (librealsense's decimation filter),
-the frame is reduced by a whole factor first, each block to the median of its valid depths, so that an
-invalid pixel never lowers a block and a single flying pixel never sets it; the labels found on the
+A real camera's 848 x 480 or 1280 x 720 frame sees far more than its bin: the region of the image that
+can see the workspace box is cut out first (:func:`crop_frame`), so that the work per frame follows the
+bin's size in pixels and not the camera's. Where that region still holds several times the pixels that
+the seeds and crops need to tell the parts apart, it is reduced by a whole factor, as the depth cameras'
+own pipelines do (librealsense's decimation filter): each block to the median of its valid depths, so that
+an invalid pixel never lowers a block and a single flying pixel never sets it; the labels found on the
 small frame go back to every full-resolution pixel of its block.
 """
 
@@ -46,6 +49,21 @@ def decimate_depth(depth_m: np.ndarray, factor: int) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="All-NaN slice encountered")
         return np.nanmedian(blocks.reshape(*blocks.shape[:2], factor * factor), axis=2).astype(np.float32)
+
+
+def crop_frame(frame: Frame, rows: slice, cols: slice) -> Frame:
+    """The frame's window ``rows`` x ``cols`` (slices with a start and a stop), its ground truth with it, and its
+    intrinsics to match: the principal point moves with the window's corner."""
+    if (rows.start, cols.start) == (0, 0) and (rows.stop, cols.stop) == frame.depth_m.shape:
+        return frame
+    K = np.array(frame.K, dtype=np.float64)
+    K[0, 2] -= cols.start
+    K[1, 2] -= rows.start
+
+    def cut(image: np.ndarray | None) -> np.ndarray | None:
+        return None if image is None else image[rows, cols]
+
+    return Frame(cut(frame.depth_m), K, frame.stamp_ns, frame.frame_id, cut(frame.rgb), cut(frame.gt_labels), frame.gt_poses)
 
 
 def decimate_frame(frame: Frame, factor: int) -> Frame:

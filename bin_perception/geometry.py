@@ -83,6 +83,26 @@ def in_workspace(points: np.ndarray, workspace: np.ndarray, camera_from_bin: np.
         return np.all((points >= workspace[0]) & (points <= workspace[1]), axis=-1)
 
 
+def workspace_image_region(
+    K: np.ndarray, shape: tuple[int, int], workspace: np.ndarray, camera_from_bin: np.ndarray | None = None
+) -> tuple[slice, slice]:
+    """The rows and columns of an image of ``shape`` that can see a point of the workspace box: the bounding
+    rectangle of its corners' projections (a box's image is the hull of theirs), clipped to the image. The
+    whole image where a corner lies behind the camera."""
+    height, width = shape
+    corners = np.array(np.meshgrid(*np.asarray(workspace, dtype=np.float64).T, indexing="ij")).reshape(3, -1).T
+    if camera_from_bin is not None:
+        corners = transform_points(camera_from_bin, corners)
+    if np.any(corners[:, 2] <= 0):
+        return slice(0, height), slice(0, width)
+    u = K[0, 0] * corners[:, 0] / corners[:, 2] + K[0, 2]
+    v = K[1, 1] * corners[:, 1] / corners[:, 2] + K[1, 2]
+    # Pixel centres are whole numbers: a pixel within half a pixel of the hull may see the box.
+    left, right = int(np.clip(np.floor(u.min() + 0.5), 0, width)), int(np.clip(np.ceil(u.max() + 0.5), 0, width))
+    top, bottom = int(np.clip(np.floor(v.min() + 0.5), 0, height)), int(np.clip(np.ceil(v.max() + 0.5), 0, height))
+    return slice(top, bottom), slice(left, right)
+
+
 def fit_plane_ransac(
     points: np.ndarray,
     threshold_m: float,

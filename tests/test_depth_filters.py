@@ -80,3 +80,53 @@ def test_a_large_frame_gives_the_segments_of_a_small_one_up_to_resolution():
     # Each segments the bin as its truth does: the resolution changes the pixels, not the segments.
     assert label_image_scores(small.gt_labels, small_labels).f1 > 0.9
     assert label_image_scores(large.gt_labels, large_labels).f1 > 0.9
+
+
+def _real_cell_frames(part: str, scenes: int):
+    from pathlib import Path
+
+    from bin_perception.config import load_config
+    from bin_perception.sim.parts import load_part
+    from bin_perception.sim.scene import BinSimulator
+
+    config = load_config(Path(__file__).resolve().parents[1] / "config" / "real_cell.yaml")
+    with BinSimulator(load_part(part), 4, config) as simulator:
+        samples = [simulator.scene(i) for i in range(scenes)]
+        workspace = simulator.workspace
+    return [Frame(s.depth_m, s.K, i, "camera", gt_labels=s.labels) for i, s in enumerate(samples)], workspace
+
+
+def test_a_real_camera_is_observed_in_its_bins_region_at_its_own_resolution():
+    from bin_perception.config import ModelConfig
+    from bin_perception.metrics import label_image_scores
+    from bin_perception.model import BinPerception
+    from bin_perception.model.observation import workspace_mask
+
+    (frame,), workspace = _real_cell_frames("nut", 1)
+    perception = BinPerception(4, workspace, ModelConfig(input_size_px=32, segmentation="seeds")).eval()
+    rows, cols = perception.observed_region(frame)
+    # 0.7 m from the floor, the 200 mm bin is a quarter of the 848 x 480 image's width: that region alone
+    # is observed, undecimated, and nothing of the workspace lies outside it.
+    assert (cols.stop - cols.start) < 848 / 3 and (rows.stop - rows.start) < 480 / 2
+    assert perception.decimation(frame) == 1
+    inside = workspace_mask(frame, workspace)
+    outside = np.ones_like(inside)
+    outside[rows, cols] = False
+    assert inside.any() and not inside[outside].any()
+    prediction = perception.predict(frame)
+    assert prediction.labels.shape == (480, 848)
+    # Each nut, 18 mm across, keeps the pixels the camera gave it.
+    assert np.bincount(prediction.point_labels)[1:].min() > 60
+    assert label_image_scores(frame.gt_labels, prediction.labels).f1 > 0.95
+
+
+def test_the_part_is_measured_through_a_structured_light_cameras_holes_and_noise():
+    from bin_perception.config import ModelConfig
+    from bin_perception.model import BinPerception
+    from bin_perception.sim.parts import load_part
+
+    frames, workspace = _real_cell_frames("nut", 12)
+    perception = BinPerception(4, workspace, ModelConfig(method="per_seed", input_size_px=32))
+    size = perception.measure_part_size(frames)
+    assert size is not None
+    assert abs(size.extent - load_part("nut").max_extent_m) < 0.15 * load_part("nut").max_extent_m

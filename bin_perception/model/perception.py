@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig, build_dataclass
-from ..depth_filters import decimate_frame, decimation_factor, upsampled_labels
+from ..depth_filters import crop_frame, decimate_frame, decimation_factor, upsampled_labels
 from ..frame import Frame
-from ..geometry import format_bin_pose, parse_bin_pose
+from ..geometry import format_bin_pose, parse_bin_pose, workspace_image_region
 from ..io.atomic import replacing, write_text
 from .fusion import fuse_views, views_in_model_frame
 from .network import ObjectModel, PoseNet, seed_poses
@@ -111,17 +111,24 @@ class BinPerception(nn.Module):
         """Raise :class:`TooFewPointsError` where :meth:`observe` would, at the cost of the back-projection alone."""
         workspace_points(frame, self.workspace, MIN_POINTS, self.camera_from_bin)
 
+    def observed_region(self, frame: Frame) -> tuple[slice, slice]:
+        """The rows and columns of ``frame`` that can see the workspace: all that is observed of it."""
+        return workspace_image_region(frame.K, frame.depth_m.shape, self.workspace, self.camera_from_bin)
+
     def decimation(self, frame: Frame) -> int:
-        """The whole factor by which ``frame`` is decimated before it is observed (1 for a frame that fits)."""
-        return decimation_factor(frame.depth_m.shape[1], self.config.max_observed_width_px)
+        """The whole factor by which ``frame``'s observed region is decimated (1 for a region that fits)."""
+        columns = self.observed_region(frame)[1]
+        return decimation_factor(columns.stop - columns.start, self.config.max_observed_width_px)
 
     def observed_frame(self, frame: Frame) -> Frame:
-        """The frame that :meth:`observe` sees: ``frame`` decimated where it is wider than ``max_observed_width_px``,
-        its ground truth with it. An observation's pixels index this frame's images."""
-        return decimate_frame(frame, self.decimation(frame))
+        """The frame that :meth:`observe` sees: the region of ``frame`` that can see the workspace, decimated
+        where it is wider than ``max_observed_width_px``, its ground truth with it. An observation's pixels
+        index this frame's images."""
+        return decimate_frame(crop_frame(frame, *self.observed_region(frame)), self.decimation(frame))
 
     def observe(self, frame: Frame) -> Observation:
-        """The observation of ``frame``, decimated first where it is wider than ``max_observed_width_px``."""
+        """The observation of ``frame``'s region that can see the workspace, decimated first where it is wider
+        than ``max_observed_width_px``."""
         seeds = self.instances if self.per_seed else None
         config = self.config
         return observe(
@@ -196,9 +203,13 @@ class BinPerception(nn.Module):
         poses[:, :3, :3] = rotations[0].cpu().numpy()
         poses[:, :3, 3] = self.normalization.to_metres(translations[0].cpu().numpy())
         labels = label_image(obs.shape, obs.pixels, point_labels)
-        factor = self.decimation(frame)
-        if factor > 1:
-            labels = upsampled_labels(labels, factor, frame.depth_m.shape, workspace_mask(frame, self.workspace, self.camera_from_bin))
+        if obs.shape != frame.depth_m.shape:
+            rows, cols = self.observed_region(frame)
+            region = crop_frame(frame, rows, cols)
+            keep = workspace_mask(region, self.workspace, self.camera_from_bin)
+            full = np.zeros(frame.depth_m.shape, dtype=labels.dtype)
+            full[rows, cols] = upsampled_labels(labels, self.decimation(frame), region.depth_m.shape, keep)
+            labels = full
         return Prediction(poses, point_labels.astype(np.uint16), labels, obs, visible_points, visible_ids)
 
     def model_points_m(self) -> np.ndarray:
