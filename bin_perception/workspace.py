@@ -37,7 +37,8 @@ def suggest_workspace(
     bin's (4, 4) in the camera's for a camera tilted more than 10 degrees to the floor, else None (the box is
     in the camera's own frame).
 
-    ``margin_m`` is left above the floor and inside the walls. ``plane_threshold_m`` is the floor's RANSAC
+    ``margin_m`` is left above the floor and inside the walls, and above the floor at least three sigmas of
+    its measured noise. ``plane_threshold_m`` is the floor's RANSAC
     inlier distance; by default 0.5 % of the median depth, which a depth camera's noise stays within.
     ValueError names a frame that has no floor to find.
     """
@@ -61,6 +62,11 @@ def suggest_workspace(
     if offset < 0:  # the normal up, towards the camera: a point's height over the floor is normal . p + offset
         normal, offset = -normal, -offset
     floor = points_m[inliers]
+    # Above the floor by three sigmas of its own noise, which a fixed margin does not cover at a real
+    # camera's range. The sigma is taken within half the inlier distance, which leaves out most of the
+    # parts' lowest points that lie among the floor's inliers.
+    residuals_m = floor @ normal + offset
+    margin_m = max(margin_m, 3 * float(np.std(residuals_m[np.abs(residuals_m) < threshold_m / 2])))
     tilt_deg = float(np.degrees(np.arccos(min(1.0, -normal[2]))))
     if tilt_deg <= MAX_CAMERA_FRAME_TILT_DEG:
         return _camera_frame_box(frame, points_m, floor, normal, offset, margin_m), None
@@ -78,7 +84,8 @@ def _camera_frame_box(
     inside = np.all((points_m[:, :2] >= low) & (points_m[:, :2] <= high), axis=1) & above
     if not np.any(inside):
         raise ValueError(f"frame at stamp {frame.stamp_ns}: nothing stands on the floor inside its seen outline")
-    floor_near_m = float(floor[:, 2].min())
+    # The plane's own nearest depth under the floor's points, without their noise, which the margin is for.
+    floor_near_m = float((floor[:, 2] - (floor @ normal + offset) * normal[2]).min())
     # Room above for a pile up to twice as high as this frame's.
     top_m = max(float(points_m[inside, 2].min()) - margin_m, 0.0)
     top_m = max(2 * top_m - floor_near_m, 0.5 * top_m)

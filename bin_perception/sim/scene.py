@@ -33,8 +33,8 @@ COLLISION_MARGIN_M = 1e-4
 REST_LINEAR_M_S = 0.003
 REST_ANGULAR_RAD_S = 0.05
 REST_CHECK_STEPS = 8
-FLOOR_MARGIN_M = 0.0015
-STEEL_DENSITY_KG_M3 = 7800.0  # points this close to the floor or walls are not parts
+FLOOR_MARGIN_M = 0.0015  # points this close to the floor or walls are not parts (more where the depth is noisier)
+STEEL_DENSITY_KG_M3 = 7800.0
 
 PART_RGBA = (0.72, 0.72, 0.75, 1.0)
 BIN_RGBA = (0.16, 0.36, 0.72, 1.0)
@@ -159,13 +159,15 @@ class BinSimulator:
         in the bin's (:attr:`camera_from_bin`) for a tilted camera."""
         half_m = self.bin_inner_m / 2 - FLOOR_MARGIN_M
         top_m = self.wall_height_m + 2 * self.part.radius_m
+        camera_height_m = float(np.linalg.norm(self.world_from_camera[:3, 3]))
+        # Above the floor by what its noise reaches: three sigmas and a depth unit.
+        floor_margin_m = max(FLOOR_MARGIN_M, 3 * self.sensor.sigma_m(camera_height_m) + self.sensor.depth_unit_m)
         if self.camera_from_bin is not None:
-            return np.array([[-half_m, -half_m, FLOOR_MARGIN_M], [half_m, half_m, top_m]])
-        camera_height_m = self.world_from_camera[2, 3]
+            return np.array([[-half_m, -half_m, floor_margin_m], [half_m, half_m, top_m]])
         return np.array(
             [
                 [-half_m, -half_m, max(camera_height_m - top_m, self.config.camera.near_m)],
-                [half_m, half_m, camera_height_m - FLOOR_MARGIN_M],
+                [half_m, half_m, camera_height_m - floor_margin_m],
             ]
         )
 
