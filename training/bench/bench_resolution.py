@@ -1,10 +1,11 @@
 """One frame's latency at the resolutions real cameras give, of the same bin seen by the same camera.
 
     python -m training.bench.bench_resolution --checkpoint RUN/checkpoint.pt --part nut --instances 3
-        [--sizes 224x224,640x480,1280x720] [--frames 20] [--out bench_resolution.json]
+        [--sizes 224x224,640x480,1280x720] [--frames 20] [--sim-config config/real_cell.yaml] [--out bench_resolution.json]
 
 The simulator renders each bin at every size, from one camera pose with one field of view (the focal
-length scales with the width), so that the sizes differ in pixels only. For each size: p50 and p95 of
+length scales with the width), so that the sizes differ in pixels only: the default cell's camera (the bin
+fills the image), or ``--sim-config``'s (the real cell's: the bin is a quarter of the image's width). For each size: p50 and p95 of
 ``BinPerception.predict`` (depth image to poses and labels, as the node runs it), the back-projection
 alone, and a ResNet-18 forward at 224 px in the same run, the peer the latency targets are set against.
 """
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 import torchvision
 
-from bin_perception.config import Config
+from bin_perception.config import Config, load_config
 from bin_perception.frame import Frame
 from bin_perception.geometry import backproject
 from bin_perception.io.atomic import write_text
@@ -28,12 +29,10 @@ from bin_perception.model import load_checkpoint
 from bin_perception.sim.parts import load_part
 from bin_perception.sim.scene import BinSimulator
 
-REFERENCE_WIDTH_PX, REFERENCE_FX_PX = 224, 194.0
-
 
 def camera_config(base: Config, width_px: int, height_px: int, height_above_rim_m: float) -> Config:
     """``base`` with its camera at ``width_px`` x ``height_px``, the same field of view and the same pose."""
-    fx_px = REFERENCE_FX_PX * width_px / REFERENCE_WIDTH_PX
+    fx_px = base.camera.fx_px * width_px / base.camera.width_px
     camera = dataclasses.replace(
         base.camera, width_px=width_px, height_px=height_px, fx_px=fx_px, fy_px=fx_px,
         cx_px=(width_px - 1) / 2, cy_px=(height_px - 1) / 2, height_above_rim_m=height_above_rim_m,
@@ -53,14 +52,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--instances", type=int, default=3)
     parser.add_argument("--sizes", default="224x224,640x480,1280x720")
     parser.add_argument("--frames", type=int, default=20)
-    parser.add_argument("--sensor", default="clean")
+    parser.add_argument("--sensor", help="the simulated depth camera [the cell's]")
+    parser.add_argument("--sim-config", help="the cell, e.g. config/real_cell.yaml [the default cell]")
     parser.add_argument("--out", default="bench_resolution.json")
     args = parser.parse_args(argv)
 
     perception, _, _ = load_checkpoint(args.checkpoint)
     perception.eval()
     part = load_part(args.part)
-    base = dataclasses.replace(Config(), sensor=args.sensor)
+    base = load_config(args.sim_config)
+    if args.sensor:
+        base = dataclasses.replace(base, sensor=args.sensor)
     with BinSimulator(part, args.instances, base) as reference:
         height_above_rim_m = float(reference.world_from_camera[2, 3] - reference.wall_height_m)
     resnet = torchvision.models.resnet18().eval()
@@ -96,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
               f"back-projection p50 {row['backproject']['p50_ms']:5.1f} ms; {row['predict_over_resnet18']:.2f}x a ResNet-18 forward",
               flush=True)
     by_size = {row["size"]: row["predict"]["p50_ms"] for row in rows}
-    summary = {"checkpoint": args.checkpoint, "part": args.part, "instances": args.instances, "sensor": args.sensor,
+    summary = {"checkpoint": args.checkpoint, "part": args.part, "instances": args.instances, "sensor": base.sensor,
+               "sim_config": args.sim_config,
                "threads": torch.get_num_threads(), "rows": rows}
     if "1280x720" in by_size and "640x480" in by_size:
         summary["p50_1280x720_over_640x480"] = by_size["1280x720"] / by_size["640x480"]
