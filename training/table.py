@@ -14,8 +14,9 @@ section of that file (``training.results``). Every step runs the project's own C
 output exists, so an interrupted table resumes where it stopped.
 
 ``--sim-config`` sets the cell (the camera, the bin, the sensor and the topics it
-publishes on, such as ``config/real_cell.yaml``); ``--sensor`` overrides its
-depth camera. Give each cell its own ``--out``.
+publishes on): by default ``config/real_cell.yaml``, a structured-light camera
+0.6 m over a 200 mm bin; ``config/sim.yaml`` is the thesis's close 224 px view.
+``--sensor`` overrides the cell's depth camera. Give each cell its own ``--out``.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def build_table(
     train_minutes: float,
     per_seed_n: int,
     jobs: int,
-    sim_config: Path | None = None,
+    sim_config: Path | None = CONFIG_DIR / "real_cell.yaml",
     sensor: str | None = None,
     methods: tuple[str, ...] = tuple(METHODS),
 ) -> dict:
@@ -144,7 +145,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-minutes", type=float, default=6.0, help="per training run")
     parser.add_argument("--per-seed-train-n", type=int, default=3, help="the N of the per-seed method's training bins")
     parser.add_argument("--jobs", type=int, default=2, help="processes at a time, one thread each")
-    parser.add_argument("--sim-config", type=Path, help="the simulated cell (camera, bin, sensor, topics), e.g. config/real_cell.yaml")
+    parser.add_argument(
+        "--sim-config", type=Path, default=CONFIG_DIR / "real_cell.yaml",
+        help="the simulated cell (camera, bin, sensor, topics) [config/real_cell.yaml]; config/sim.yaml: the thesis's 224 px view",
+    )
     parser.add_argument("--sensor", choices=SENSORS, help="the simulated depth camera, over the cell's")
     parser.add_argument("--methods", nargs="+", choices=tuple(METHODS), default=list(METHODS), help="the trained methods to run")
     parser.add_argument("--results-md", type=Path, help="also write the table into this Markdown file's generated section (docs/RESULTS.md)")
