@@ -191,7 +191,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .nodes.demo import run_demo, run_inloop_demo
 
     if args.inloop_minutes:
-        summary = run_inloop_demo(Path(args.out), args.part, args.instances, args.inloop_minutes, args.rate_hz)
+        summary = run_inloop_demo(Path(args.out), args.part, args.instances, args.inloop_minutes, args.rate_hz, args.cell)
         above = summary["first_minute_above_kmeans"]
         print("F1 above K-means " + (f"from minute {above:.1f}" if above is not None else "in no window"))
         print(f"curve: {Path(args.out) / 'inloop_f1.png'}")
@@ -199,7 +199,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     summary = run_demo(
         Path(args.out), Path(args.checkpoint) if args.checkpoint else None, args.part, args.instances,
-        args.frames, args.rate_hz, args.train_scenes, args.train_minutes,
+        args.frames, args.rate_hz, args.train_scenes, args.train_minutes, args.cell,
     )
     print(
         f"{summary['frames']} frames at {summary['rate_hz']:.1f} Hz; latency p50 {summary['latency_p50_ms']:.1f} ms, "
@@ -272,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--train-scenes", type=int, default=300, help="bins simulated to train the demo's model [300]")
     demo.add_argument("--train-minutes", type=float, default=3.0, help="training time of the demo's model [3]")
     demo.add_argument("--inloop-minutes", type=float, help="instead: train in the loop from nothing for this long, F1 against K-means")
+    demo.add_argument(
+        "--cell", type=Path, help="the simulated cell's YAML [config/real_cell.yaml]; config/sim.yaml: the thesis's close 224 px view"
+    )
     demo.add_argument("--out", default="demo_out", help="the report directory [demo_out]")
     demo.set_defaults(run=_cmd_demo)
 

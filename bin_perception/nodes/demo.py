@@ -6,8 +6,10 @@ prints the frame rate, the p50 / p95 latency and the pairwise F1 against the sim
 (beside K-means on the same frames). It writes ``report.md``, ``metrics.json`` and a PNG of the
 segments and poses over the depth images.
 
-Without ``--checkpoint`` it uses the model it trained on an earlier run (cached under
-``$BIN_PERCEPTION_CACHE/demo``), or trains one first with ``config/train_cpu.yaml`` (a few minutes).
+The camera imitates a real cell, ``config/real_cell.yaml`` (a structured-light camera at 848 x 480,
+0.6 m over a 200 mm bin), or the cell of ``--cell``. Without ``--checkpoint`` it uses the model it
+trained in that cell on an earlier run (cached under ``$BIN_PERCEPTION_CACHE/demo``), or trains one
+first with ``config/train_cpu.yaml`` (a few minutes).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import rclpy
 from ..baselines import baseline_label_image
 from ..cache import cache_dir
 from ..config import load_config
+from ..depth_filters import crop_frame
+from ..geometry import format_bin_pose
 from ..io.atomic import write_text
 from ..metrics import label_image_scores
 from ..model.perception import CHECKPOINT_FORMAT, load_checkpoint
@@ -41,13 +45,20 @@ from .common import share_file
 TRAIN_SEED, CAMERA_SEED = 11, 2024
 
 
-def demo_checkpoint(part: str, instances: int, scenes: int, train_minutes: float) -> Path:
-    """The cached demo model for this part, N, recipe and checkpoint format; trained (atomically) if there is none."""
+def default_cell() -> Path:
+    """The simulated cell of the demo: a real one (``config/real_cell.yaml``)."""
+    return share_file("config", "real_cell.yaml")
+
+
+def demo_checkpoint(part: str, instances: int, scenes: int, train_minutes: float, cell: Path | None = None) -> Path:
+    """The cached demo model for this part, N, cell, recipe and checkpoint format; trained (atomically) if
+    there is none."""
     from ..learning.trainer import train
 
+    cell = cell or default_cell()
     recipe = share_file("config", "train_cpu.yaml")
     key_text = f"{part}|{instances}|{scenes}|{train_minutes}|{CHECKPOINT_FORMAT}|"
-    key = hashlib.sha256(key_text.encode() + recipe.read_bytes()).hexdigest()[:10]
+    key = hashlib.sha256(key_text.encode() + recipe.read_bytes() + cell.read_bytes()).hexdigest()[:10]
     run = cache_dir() / "demo" / f"{Path(part).stem}_n{instances}_{key}"
     checkpoint = run / "checkpoint.pt"
     if checkpoint.is_file():
@@ -58,8 +69,11 @@ def demo_checkpoint(part: str, instances: int, scenes: int, train_minutes: float
     staging = Path(tempfile.mkdtemp(prefix=f".{run.name}.", dir=run.parent))
     try:
         bag = staging / "train.mcap"
-        simulate_bag(part, instances, scenes, TRAIN_SEED, bag, load_config(recipe), workers=os.cpu_count() or 1)
-        train([str(bag)], instances, load_config(recipe), staging / "run", max_minutes=train_minutes)
+        cell_config = load_config(cell)
+        simulate_bag(part, instances, scenes, TRAIN_SEED, bag, cell_config, workers=os.cpu_count() or 1)
+        recipe_config = load_config(recipe)
+        recipe_config.topics = cell_config.topics  # the bag's, as the cell publishes them
+        train([str(bag)], instances, recipe_config, staging / "run", max_minutes=train_minutes)
         os.replace(staging / "run", run)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -84,22 +98,27 @@ def stop_process(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def start_camera(out: Path, part: str, instances: int, rate_hz: float, bins: int = 0) -> subprocess.Popen:
-    """sim_camera_node on bins the demo's model never trained on, a fresh bin every 3 frames; with ``bins``,
-    that many simulated before the first frame and cycled (see sim_camera_node)."""
+def start_camera(out: Path, part: str, instances: int, rate_hz: float, cell: Path, bins: int = 0) -> subprocess.Popen:
+    """sim_camera_node in ``cell`` on bins the demo's model never trained on, a fresh bin every 3 frames; with
+    ``bins``, that many simulated before the first frame and cycled (see sim_camera_node)."""
     return start_process(
         "sim_camera_node",
-        *("-p", f"part:={part}", "-p", f"instances:={instances}", "-p", f"seed:={CAMERA_SEED}"),
+        *("-p", f"part:={part}", "-p", f"instances:={instances}", "-p", f"seed:={CAMERA_SEED}", "-p", f"config:={cell}"),
         *("-p", f"rate_hz:={rate_hz}", "-p", "frames_per_bin:=3", "-p", f"bins:={bins}"),
         log=out / "sim_camera_node.log",
     )
 
 
-def summarise(results: list[Result], instances: int, workspace: np.ndarray, wall_s: float) -> dict:
+def summarise(
+    results: list[Result], instances: int, workspace: np.ndarray, wall_s: float, camera_from_bin: np.ndarray | None = None
+) -> dict:
     """Rate, latency and pairwise F1 (the node's and K-means's on the same frames) of collected results."""
     latencies_ms = 1000 * np.array([r.latency_s for r in results])
     ours = [label_image_scores(r.frame.gt_labels, r.labels).f1 for r in results]
-    kmeans = [label_image_scores(r.frame.gt_labels, baseline_label_image(r.frame, workspace, "kmeans", instances)).f1 for r in results]
+    kmeans = [
+        label_image_scores(r.frame.gt_labels, baseline_label_image(r.frame, workspace, "kmeans", instances, camera_from_bin)).f1
+        for r in results
+    ]
     return {
         "frames": len(results),
         "rate_hz": len(results) / wall_s,
@@ -120,12 +139,14 @@ def run_demo(
     rate_hz: float,
     train_scenes: int,
     train_minutes: float,
+    cell: Path | None = None,
 ) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint = checkpoint or demo_checkpoint(part, instances, train_scenes, train_minutes)
+    cell = cell or default_cell()
+    checkpoint = checkpoint or demo_checkpoint(part, instances, train_scenes, train_minutes, cell)
     perception, _, _ = load_checkpoint(checkpoint)  # fails here, with its reason, before any process starts
     # Bins simulated up front: physics beside the node would measure the simulator, not the node.
-    camera = start_camera(out, part, instances, rate_hz, bins=frames // 3 + 1)
+    camera = start_camera(out, part, instances, rate_hz, cell, bins=frames // 3 + 1)
     node = start_process(
         "perception_node",
         *("-p", f"checkpoint:={checkpoint}", "-p", f"instances:={instances}"),
@@ -147,12 +168,15 @@ def run_demo(
         stop_process(camera)
     if not results:
         raise RuntimeError(f"no results collected; see the logs in {out}")
-    summary = summarise(results, instances, perception.workspace, wall_s)
-    summary.update(part=part, instances=instances, camera_rate_hz=rate_hz, checkpoint=str(checkpoint))
+    summary = summarise(results, instances, perception.workspace, wall_s, perception.camera_from_bin)
+    summary.update(part=part, instances=instances, camera_rate_hz=rate_hz, checkpoint=str(checkpoint), cell=str(cell))
     shown = results[:: max(len(results) // 4, 1)][:4]
     extent_m = float(np.ptp(perception.model_points_m(), axis=0).max())
+    # The bin, not the whole view: the region of each frame that the node observes.
+    regions = [perception.observed_region(r.frame) for r in shown]
     segmentation_overlays(
-        [r.frame for r in shown], [r.labels for r in shown], out / "segments_and_poses.png",
+        [crop_frame(r.frame, *region) for r, region in zip(shown, regions)],
+        [r.labels[region] for r, region in zip(shown, regions)], out / "segments_and_poses.png",
         title=f"perception_node: {part} x {instances}", poses=[r.poses for r in shown], axis_m=0.6 * extent_m,
     )
     write_text(out / "metrics.json", json.dumps(summary, indent=1))
@@ -182,22 +206,26 @@ def _report(s: dict) -> str:
     )
 
 
-def run_inloop_demo(out: Path, part: str, instances: int, minutes: float, rate_hz: float, window_s: float = 30.0) -> dict:
+def run_inloop_demo(
+    out: Path, part: str, instances: int, minutes: float, rate_hz: float, cell: Path | None = None, window_s: float = 30.0
+) -> dict:
     """In-loop training from nothing (a random model and network) on the simulated camera: the node's
     pairwise F1 on the live stream, window by window, against K-means on the same frames."""
-    from ..config import Config
     from ..sim.parts import load_part
     from ..sim.scene import BinSimulator
 
     out.mkdir(parents=True, exist_ok=True)
-    workspace = BinSimulator(load_part(part), instances, Config()).workspace
+    cell = cell or default_cell()
+    with BinSimulator(load_part(part), instances, load_config(cell)) as simulator:
+        workspace, camera_from_bin = simulator.workspace, simulator.camera_from_bin
+    bin_pose = () if camera_from_bin is None else ("-p", f"bin_pose:=[{format_bin_pose(camera_from_bin)}]")
     run = out / "inloop"
     shutil.rmtree(run, ignore_errors=True)  # from nothing, every time
-    camera = start_camera(out, part, instances, rate_hz)
+    camera = start_camera(out, part, instances, rate_hz, cell)
     node = start_process(
         "perception_node",
         *("-p", "mode:=train_inloop", "-p", f"checkpoint:={run / 'checkpoint.pt'}", "-p", f"instances:={instances}"),
-        *("-p", f"workspace:={workspace.ravel().tolist()}"),
+        *("-p", f"workspace:={workspace.ravel().tolist()}"), *bin_pose,
         log=out / "perception_node.log",
     )
     rows = []
@@ -211,7 +239,7 @@ def run_inloop_demo(out: Path, part: str, instances: int, minutes: float, rate_h
             window_start_s = time.monotonic()
             results = collect(10**9, timeout_s=window_s)  # every result of the window
             if results:
-                row = summarise(results, instances, workspace, time.monotonic() - window_start_s)
+                row = summarise(results, instances, workspace, time.monotonic() - window_start_s, camera_from_bin)
                 row["minute"] = (time.monotonic() - start_s) / 60
                 rows.append(row)
                 print(f"  {row['minute']:5.1f} min: F1 {row['f1']:.3f} (K-means {row['f1_kmeans']:.3f}), "

@@ -3,8 +3,9 @@ clustering baselines on the same frames.
 
     python -m training.bench.bench_node [--checkpoint RUN/checkpoint.pt] [--json out.json]
 
-Three processes over DDS on this machine: sim_camera_node publishes 224 x 224 depth, perception_node
-perceives it, and this process collects the results.
+Three processes over DDS on this machine: sim_camera_node publishes the depth of ``--cell`` (the demo's,
+config/real_cell.yaml: structured light at 848 x 480), perception_node perceives it, and this process
+collects the results.
 1. Latency: the camera at ``--latency-rate-hz`` (slow enough that no frame waits), ``--latency-frames``
    frames; from the depth image's stamp to its PoseArray arriving here. Target: p50 <= 60 ms.
 2. Load: the camera at 30 Hz for ``--load-s`` seconds. The node's own diagnostics give the frames it
@@ -36,7 +37,7 @@ from bin_perception.learning.evaluate import DBSCAN_EPS_CANDIDATES_M
 from bin_perception.metrics import label_image_scores
 from bin_perception.model import load_checkpoint
 from bin_perception.nodes.collector import collect
-from bin_perception.nodes.demo import demo_checkpoint, start_process, stop_process
+from bin_perception.nodes.demo import default_cell, demo_checkpoint, start_process, stop_process
 
 TARGET_P50_MS = 60.0
 TUNING_FRAMES = 10
@@ -68,12 +69,12 @@ def node_counters(timeout_s: float = 5.0) -> dict[str, float]:
     return values
 
 
-def baselines_on(results, workspace: np.ndarray, instances: int) -> dict[str, dict[str, float]]:
+def baselines_on(results, workspace: np.ndarray, instances: int, camera_from_bin: np.ndarray | None = None) -> dict[str, dict[str, float]]:
     tuning, scored = results[:TUNING_FRAMES], results[TUNING_FRAMES:]
     clouds, truths = [], []
     for result in tuning:
         points_m = backproject(result.frame.depth_m, result.frame.K).reshape(-1, 3)
-        inside = in_workspace(points_m, workspace) & (result.frame.gt_labels.ravel() > 0)
+        inside = in_workspace(points_m, workspace, camera_from_bin) & (result.frame.gt_labels.ravel() > 0)
         clouds.append(points_m[inside])
         truths.append(result.frame.gt_labels.ravel()[inside])
     params = {"kmeans": {}, "spectral": {}, "dbscan": {"eps_m": choose_dbscan_eps(clouds, truths, DBSCAN_EPS_CANDIDATES_M)}}
@@ -83,7 +84,7 @@ def baselines_on(results, workspace: np.ndarray, instances: int) -> dict[str, di
         f1s, times_ms = [], []
         for result in scored:
             start = time.perf_counter()
-            labels = baseline_label_image(result.frame, workspace, name, instances, **kwargs)
+            labels = baseline_label_image(result.frame, workspace, name, instances, camera_from_bin, **kwargs)
             times_ms.append(1000 * (time.perf_counter() - start))
             f1s.append(label_image_scores(result.frame.gt_labels, labels).f1)
         table[name] = {"f1": float(np.mean(f1s)), "ms_p50": float(np.percentile(times_ms, 50))}
@@ -93,6 +94,7 @@ def baselines_on(results, workspace: np.ndarray, instances: int) -> dict[str, di
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", help="the model [the demo's]")
+    parser.add_argument("--cell", type=Path, help="the simulated cell's YAML [config/real_cell.yaml]")
     parser.add_argument("--part", default="nut")
     parser.add_argument("--instances", type=int, default=3)
     parser.add_argument("--latency-rate-hz", type=float, default=5.0)
@@ -101,11 +103,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--inloop-warmup-s", type=float, default=30.0, help="in-loop training before its latency is measured")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
-    checkpoint = Path(args.checkpoint) if args.checkpoint else demo_checkpoint(args.part, args.instances, 300, 3.0)
+    cell = args.cell or default_cell()
+    checkpoint = Path(args.checkpoint) if args.checkpoint else demo_checkpoint(args.part, args.instances, 300, 3.0, cell)
     perception, _, _ = load_checkpoint(checkpoint)
     logs = Path(tempfile.mkdtemp(prefix="bench_node."))
     # Bins simulated before the first frame and cycled: physics beside the node would stall it (sim_camera_node).
-    camera_args = ("-p", f"part:={args.part}", "-p", f"instances:={args.instances}", "-p", "seed:=4242", "-p", "bins:=40")
+    camera_args = ("-p", f"part:={args.part}", "-p", f"instances:={args.instances}", "-p", "seed:=4242", "-p", "bins:=40",
+                   "-p", f"config:={cell}")
 
     rclpy.init()
     node = start_process("perception_node", "-p", f"checkpoint:={checkpoint}", "-p", f"instances:={args.instances}", log=logs / "node.log")
@@ -149,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     perceived = after.get("frames", 0) - before.get("frames", 0)
     dropped = after.get("dropped_stale", 0) - before.get("dropped_stale", 0)
-    table = baselines_on(results, perception.workspace, args.instances)
+    table = baselines_on(results, perception.workspace, args.instances, perception.camera_from_bin)
     report = {
         "checkpoint": str(checkpoint),
         "frames": len(results),
