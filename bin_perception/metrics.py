@@ -5,22 +5,26 @@ Pure functions on numpy arrays; lengths in metres, angles in degrees.
 - :func:`pairwise_scores`: the pairwise precision, recall and F1 of a labelling
   (Wu 2019, Sec. 4.2.5 and Table 4.1).
 - :func:`pose_errors`: symmetry-aware rotation, translation, ADD and ADD-S errors
-  of estimated instance poses against ground truth.
+  of estimated instance poses against ground truth, and the BOP challenge's MSSD
+  and MSPD; :func:`pose_recalls`: what fraction of the true instances got a pose
+  correct enough to grasp by, ADD(-S) under 10 % of the diameter and BOP's AR.
 - :func:`chamfer_distance` (Wu 2019, Eq. 4.1) and :func:`model_fidelity`: how
   close a learned point-cloud model is to the part's true surface.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import open3d as o3d
 from scipy.optimize import linear_sum_assignment
-from scipy.spatial import cKDTree
+from scipy.spatial import ConvexHull, QhullError, cKDTree
 from scipy.spatial.transform import Rotation
 
 from .extras import require
@@ -207,6 +211,8 @@ class PoseErrors:
     translation_error_m: np.ndarray  # (K,)
     add_m: np.ndarray  # (K,) mean distance between corresponding model points
     adds_m: np.ndarray  # (K,) mean distance from each true model point to the nearest predicted one
+    mssd_m: np.ndarray  # (K,) BOP's maximum symmetry-aware surface distance
+    mspd_px: np.ndarray  # (K,) BOP's maximum symmetry-aware projection distance (NaN without K)
     unmatched_true: int  # ground-truth instances no prediction was matched to
     unmatched_pred: int  # predictions matched to no ground-truth instance
 
@@ -221,11 +227,38 @@ def _check_poses(poses: np.ndarray, name: str) -> np.ndarray:
     return poses
 
 
+def symmetry_rotations(symmetry: str, model_points: np.ndarray) -> np.ndarray:
+    """The rotations (G, 3, 3) of the part's symmetry group; a continuous group sampled finely enough that
+    no model point moves more than 1 % of the part's diameter between samples, as the BOP toolkit does."""
+    group = _discrete_symmetry_group(symmetry)
+    if group is not None:
+        return group
+    radius_m = float(np.linalg.norm(np.asarray(model_points)[:, :2], axis=1).max())
+    steps = max(int(np.ceil(2 * np.pi * radius_m / (0.01 * part_diameter(model_points)))), 1)
+    spins = Rotation.from_rotvec(np.outer(2 * np.pi * np.arange(steps) / steps, [0.0, 0.0, 1.0])).as_matrix()
+    return spins if symmetry == "Cinf" else np.concatenate([spins, spins @ _HALF_TURN_ABOUT_X])
+
+
+def part_diameter(model_points: np.ndarray) -> float:
+    """The largest distance between two points of the part (BOP's diameter), over their convex hull."""
+    points = np.asarray(model_points, dtype=np.float64)
+    try:
+        points = points[ConvexHull(points).vertices]
+    except QhullError:  # flat or degenerate: every point is a candidate
+        pass
+    return float(np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1).max()))
+
+
+def _projected_px(K: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points[..., :2] / points[..., 2:3] * np.diag(K)[:2] + K[:2, 2]
+
+
 def pose_errors(
     true_poses: np.ndarray,
     pred_poses: np.ndarray,
     model_points: np.ndarray,
     symmetry: str = "none",
+    K: np.ndarray | None = None,
 ) -> PoseErrors:
     """Match predicted instance poses to the true ones and measure each matched pair's errors.
 
@@ -243,7 +276,8 @@ def pose_errors(
         model_points: (k, 3) points on the part, in the part frame, metres
             (e.g. samples of its mesh surface), for ADD and ADD-S.
         symmetry: the part's symmetry group (:class:`bin_perception.sim.parts.Part`),
-            for the rotation error. ADD ignores it; ADD-S needs none, as its nearest points absorb it.
+            for the rotation error, MSSD and MSPD. ADD ignores it; ADD-S needs none, as its nearest points absorb it.
+        K: the camera's (3, 3) intrinsics, for MSPD; without them MSPD is NaN.
 
     Returns:
         A :class:`PoseErrors` with one entry per matched pair, ordered by ``true_index``.
@@ -260,12 +294,23 @@ def pose_errors(
     matched_true, matched_pred = true_poses[true_index], pred_poses[pred_index]
 
     add_m, adds_m = np.empty(len(true_index)), np.empty(len(true_index))
+    mssd_m, mspd_px = np.empty(len(true_index)), np.full(len(true_index), np.nan)
     # ADD-S in the part frame: the rigid map preserves distances, so one tree serves every pair.
     model_tree = cKDTree(model_points)
+    symmetries = symmetry_rotations(symmetry, model_points)
+    # The model placed by each symmetry of the part: (G, k, 3), in the part frame.
+    symmetric_points = np.einsum("gij,kj->gki", symmetries, model_points)
     for i, (true_pose, pred_pose) in enumerate(zip(matched_true, matched_pred)):
         true_in_pred = transform_points(np.linalg.inv(pred_pose) @ true_pose, model_points)
         add_m[i] = np.linalg.norm(true_in_pred - model_points, axis=1).mean()
         adds_m[i] = model_tree.query(true_in_pred)[0].mean()
+        predicted = transform_points(pred_pose, model_points)
+        # The truth under every symmetry that renders the same part; the best of them is the one to beat.
+        true_candidates = symmetric_points @ true_pose[:3, :3].T + true_pose[:3, 3]
+        mssd_m[i] = np.linalg.norm(true_candidates - predicted, axis=-1).max(axis=1).min()
+        if K is not None:
+            shift_px = np.linalg.norm(_projected_px(K, true_candidates) - _projected_px(K, predicted), axis=-1)
+            mspd_px[i] = shift_px.max(axis=1).min()
 
     return PoseErrors(
         true_index=true_index,
@@ -274,8 +319,69 @@ def pose_errors(
         translation_error_m=distances_m[true_index, pred_index],
         add_m=add_m,
         adds_m=adds_m,
+        mssd_m=mssd_m,
+        mspd_px=mspd_px,
         unmatched_true=len(true_poses) - len(true_index),
         unmatched_pred=len(pred_poses) - len(pred_index),
+    )
+
+
+# BOP's thresholds: MSSD from 5 % to 50 % of the diameter, MSPD from 5 to 50 px at 640 px of width.
+_MSSD_FRACTIONS = np.arange(0.05, 0.501, 0.05)
+_MSPD_PX_AT_640 = np.arange(5.0, 50.1, 5.0)
+ADD_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class PoseRecalls:
+    """How many of the true instances got a usable pose, over a set of frames. A true instance that no
+    prediction was matched to counts as wrong in every recall, and as 180 degrees off in the rotation's
+    statistics."""
+
+    instances: int
+    add_recall: float  # ADD (ADD-S for a symmetric part) under 10 % of the diameter
+    ar_mssd: float
+    ar_mspd: float  # NaN without intrinsics
+    ar: float  # the mean of ar_mssd and ar_mspd (ar_mssd alone without intrinsics)
+    rotation_median_deg: float
+    rotation_p90_deg: float
+    rotation_under_5deg: float
+    rotation_under_15deg: float
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def pose_recalls(errors: Sequence[PoseErrors], diameter_m: float, symmetry: str, image_width_px: float | None = None) -> PoseRecalls:
+    """ADD(-S)-0.1d recall, BOP's AR_MSSD, AR_MSPD and their mean AR, and the rotation error's spread, over the
+    true instances of every frame's :func:`pose_errors`. ``image_width_px`` scales MSPD's thresholds (BOP's
+    are for 640 px)."""
+    if diameter_m <= 0:
+        raise ValueError(f"diameter_m must be positive, got {diameter_m}")
+    misses = sum(e.unmatched_true for e in errors)
+
+    def joined(name: str, miss_value: float = np.inf) -> np.ndarray:
+        """One error per true instance: the matched ones', then ``miss_value`` for each miss."""
+        return np.concatenate([*(getattr(e, name) for e in errors), np.full(misses, miss_value)])
+
+    add_m = joined("add_m" if symmetry == "none" else "adds_m")
+    if len(add_m) == 0:
+        raise ValueError("no true instances to score")
+    mssd_m, mspd_px, rotation_deg = joined("mssd_m"), joined("mspd_px"), joined("rotation_error_deg", 180.0)
+    ar_mssd = float(np.mean([(mssd_m < f * diameter_m).mean() for f in _MSSD_FRACTIONS]))
+    ar_mspd = float("nan")
+    if image_width_px is not None and not np.isnan(mspd_px).any():
+        ar_mspd = float(np.mean([(mspd_px < t * image_width_px / 640).mean() for t in _MSPD_PX_AT_640]))
+    return PoseRecalls(
+        instances=len(add_m),
+        add_recall=float((add_m < ADD_FRACTION * diameter_m).mean()),
+        ar_mssd=ar_mssd,
+        ar_mspd=ar_mspd,
+        ar=ar_mssd if np.isnan(ar_mspd) else (ar_mssd + ar_mspd) / 2,
+        rotation_median_deg=float(np.median(rotation_deg)),
+        rotation_p90_deg=float(np.percentile(rotation_deg, 90)),
+        rotation_under_5deg=float((rotation_deg < 5).mean()),
+        rotation_under_15deg=float((rotation_deg < 15).mean()),
     )
 
 

@@ -12,7 +12,9 @@ from bin_perception.metrics import (
     chamfer_distance,
     model_fidelity,
     pairwise_scores,
+    part_diameter,
     pose_errors,
+    pose_recalls,
     rotation_error_deg,
 )
 from bin_perception.sim.parts import load_part
@@ -305,3 +307,68 @@ def test_model_fidelity_rejects_a_bad_model():
         model_fidelity(np.zeros((10, 2)), mesh)
     with pytest.raises(ValueError, match="non-finite"):
         model_fidelity(np.full((10, 3), np.nan), mesh)
+
+
+# BOP's measures, against cases worked by hand.
+_BOX = np.array([[x, y, z] for x in (-0.02, 0.02) for y in (-0.01, 0.01) for z in (-0.005, 0.005)])
+_K640 = np.array([[600.0, 0.0, 319.5], [0.0, 600.0, 239.5], [0.0, 0.0, 1.0]])
+
+
+def _at(z_m: float, x_m: float = 0.0, turn_deg: float = 0.0) -> np.ndarray:
+    pose = np.eye(4)
+    pose[:3, :3] = Rotation.from_euler("z", turn_deg, degrees=True).as_matrix()
+    pose[:3, 3] = (x_m, 0.0, z_m)
+    return pose[None]
+
+
+def test_the_diameter_is_the_widest_pair_of_points():
+    assert part_diameter(_BOX) == pytest.approx(np.sqrt(0.04**2 + 0.02**2 + 0.01**2))
+
+
+def test_a_perfect_pose_scores_every_recall():
+    errors = pose_errors(_at(0.5), _at(0.5), _BOX, K=_K640)
+    assert errors.mssd_m[0] == pytest.approx(0.0, abs=1e-12) and errors.mspd_px[0] == pytest.approx(0.0, abs=1e-9)
+    recalls = pose_recalls([errors], part_diameter(_BOX), "none", image_width_px=640)
+    assert (recalls.add_recall, recalls.ar_mssd, recalls.ar_mspd, recalls.ar) == (1.0, 1.0, 1.0, 1.0)
+    assert recalls.rotation_median_deg == pytest.approx(0.0, abs=1e-6) and recalls.rotation_under_5deg == 1.0
+
+
+def test_a_shift_by_a_fifth_of_the_diameter_passes_the_thresholds_above_it():
+    diameter = part_diameter(_BOX)
+    shift = 0.2 * diameter
+    errors = pose_errors(_at(0.5), _at(0.5, x_m=shift), _BOX, K=_K640)
+    # Every point moves by the shift; in the image the nearest points (z = 0.495 m) move the most.
+    assert errors.mssd_m[0] == pytest.approx(shift)
+    assert errors.mspd_px[0] == pytest.approx(600.0 * shift / 0.495)  # 11.1 px
+    recalls = pose_recalls([errors], diameter, "none", image_width_px=640)
+    assert recalls.add_recall == 0.0  # ADD is the shift, twice the 10 % bar
+    assert recalls.ar_mssd == pytest.approx(0.6)  # under 25 %, 30 %, ... 50 % of the diameter: 6 of 10
+    assert recalls.ar_mspd == pytest.approx(0.8)  # under 15, 20, ... 50 px: 8 of 10
+    assert recalls.ar == pytest.approx(0.7)
+    # At twice the width the pixel thresholds double, 10 to 100 px: 11.1 px passes 9 of them.
+    assert pose_recalls([errors], diameter, "none", image_width_px=1280).ar_mspd == pytest.approx(0.9)
+
+
+def test_a_part_turned_by_its_own_symmetry_is_right():
+    plate = np.array([[x, y, z] for x in (-0.01, 0.01) for y in (-0.01, 0.01) for z in (-0.002, 0.002)])
+    symmetric = pose_errors(_at(0.5), _at(0.5, turn_deg=90.0), plate, "C4", K=_K640)
+    assert symmetric.mssd_m[0] == pytest.approx(0.0, abs=1e-9) and symmetric.mspd_px[0] == pytest.approx(0.0, abs=1e-6)
+    assert symmetric.rotation_error_deg[0] == pytest.approx(0.0, abs=1e-6)
+    # Without the symmetry, each corner lands on its neighbour, 20 mm away.
+    assert pose_errors(_at(0.5), _at(0.5, turn_deg=90.0), plate, "none").mssd_m[0] == pytest.approx(0.02)
+    # A spin about the axis of a part of continuous symmetry, sampled as the BOP toolkit samples it.
+    ring = np.array([[0.01 * np.cos(a), 0.01 * np.sin(a), h] for a in np.linspace(0, 2 * np.pi, 90, endpoint=False) for h in (-0.01, 0.01)])
+    spun = pose_errors(_at(0.5), _at(0.5, turn_deg=37.0), ring, "Cinf")
+    assert spun.mssd_m[0] < 0.01 * part_diameter(ring)
+
+
+def test_an_instance_without_a_pose_is_a_miss_in_every_recall():
+    found = pose_errors(_at(0.5), _at(0.5), _BOX, K=_K640)
+    missed = pose_errors(np.concatenate([_at(0.5), _at(0.6, x_m=0.1)]), _at(0.5), _BOX, K=_K640)
+    assert missed.unmatched_true == 1
+    recalls = pose_recalls([found, missed], part_diameter(_BOX), "none", image_width_px=640)
+    assert recalls.instances == 3
+    assert recalls.add_recall == pytest.approx(2 / 3) and recalls.ar == pytest.approx(2 / 3)
+    assert recalls.rotation_p90_deg == pytest.approx(180.0 - 0.2 * 180.0, rel=0.01)  # a miss counts 180 deg
+    with pytest.raises(ValueError, match="no true instances"):
+        pose_recalls([], part_diameter(_BOX), "none")

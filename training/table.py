@@ -39,6 +39,8 @@ METHODS = {"per_seed": CONFIG_DIR / "train_cpu.yaml", "whole_image": CONFIG_DIR 
 # "model" is the per-seed method as its recipe segments; the other of its two segmentations follows.
 COLUMNS = ("model", "model_transfer", "model_seeds", "whole_image", "kmeans", "spectral", "dbscan")
 TRAIN_SEED, TEST_SEED = 1, 2
+# What the table keeps of each method's report: the segments' scores, and the model's poses'.
+SCORES = ("f1", "precision", "recall", "add_recall", "ar", "ar_mssd", "ar_mspd", "rotation_median_deg", "rotation_p90_deg")
 
 
 def _bag(out: Path, part: str, instances: int, split: str) -> Path:
@@ -113,7 +115,8 @@ def _methods_of(report: Path) -> dict:
 
 
 def collect(out: Path, parts: list[str], counts: list[int]) -> dict:
-    """{"columns": [method], "rows": [{"part", "instances", "<method>": {"f1", "precision", "recall"}}], "mean": {N: {method: f1}}}.
+    """{"columns": [method], "rows": [{"part", "instances", "<method>": {"f1", "precision", "recall", [pose scores]}}],
+    "mean": {N: {method: f1}}}.
 
     A method that was not run is left out of the columns."""
     rows = []
@@ -124,7 +127,7 @@ def collect(out: Path, parts: list[str], counts: list[int]) -> dict:
             row = {"part": part, "instances": n, **{name: ours[name] for name in COLUMNS if name in ours}}
             if "model" in whole_image:
                 row["whole_image"] = whole_image["model"]
-            rows.append({k: v if k in ("part", "instances") else {m: v[m] for m in ("f1", "precision", "recall")} for k, v in row.items()})
+            rows.append({k: v if k in ("part", "instances") else {m: v[m] for m in SCORES if m in v} for k, v in row.items()})
     columns = [name for name in COLUMNS if all(name in r for r in rows)]
     mean = {n: {name: float(np.mean([r[name]["f1"] for r in rows if r["instances"] == n])) for name in columns} for n in counts}
     return {"columns": columns, "rows": rows, "mean": mean}
