@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .config import SENSORS, Config, ConfigError, TopicsConfig, load_config
+from .config import REFINEMENTS, SENSORS, Config, ConfigError, TopicsConfig, load_config
 from .extras import MissingExtraError, missing_extra
 from .geometry import BIN_POSE_DOC, WORKSPACE_DOC, format_bin_pose, parse_bin_pose, parse_workspace
 from .io.errors import BagError
@@ -166,7 +166,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     baselines = tuple(b for b in args.baselines.split(",") if b)
     result = evaluate(
         args.bag, args.out, args.checkpoint, args.instances, baselines, config, topics, args.workspace, args.max_frames, args.tune_frames,
-        camera_from_bin=args.bin_pose,
+        camera_from_bin=args.bin_pose, refine=args.refine,
     )
     for method, m in result["methods"].items():
         print(f"{method:<9} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}  {m['ms_per_frame']:.1f} ms/frame")
@@ -254,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tune-frames", type=int, default=10, help="the first frames, held out to choose DBSCAN's radius and scored by no method [10]"
     )
     evaluate.add_argument("--config", help="a YAML config")
+    evaluate.add_argument("--refine", choices=REFINEMENTS, help="refine the poses against the learned model (icp) or not [the checkpoint's]")
     evaluate.add_argument("--out", required=True, help="the report directory")
     add_bag_arguments(evaluate)
     evaluate.set_defaults(run=_cmd_evaluate)

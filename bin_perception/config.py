@@ -126,6 +126,7 @@ METHODS = ("whole_image", "per_seed")
 RENAMED_METHODS = {"thesis": "whole_image", "seeded": "per_seed"}
 ROTATIONS = ("quaternion", "ortho6d", "axis_angle")
 STEMS = ("depth3", "depth1")
+REFINEMENTS = ("none", "icp")
 OPTIMIZERS = ("adam", "sgd", "bpgrad")
 REPLAY_POLICIES = ("reservoir", "fifo")  # in-loop training's replay buffer
 
@@ -148,8 +149,8 @@ class ModelConfig:
     align_crops: bool = False
     segmentation: str = "transfer"  # transfer: labels from the rendered model (thesis); seeds: the seeds' (per_seed only)
     input_size_px: int = 224  # the depth image is resized to this square before the network
-    # A wider frame is decimated by a whole factor (median of each block's valid depths) before it is
-    # observed, and its labels go back at full resolution (bin_perception.depth_filters).
+    # The image region that sees the workspace is decimated by a whole factor (median of each block's valid
+    # depths) where it is wider than this, and its labels go back at full resolution (bin_perception.depth_filters).
     max_observed_width_px: int = 320
     stem: str = "depth3"  # depth3: the depth replicated to 3 channels (thesis); depth1: a 1-channel first conv
     rotation: str = "quaternion"
@@ -163,6 +164,13 @@ class ModelConfig:
     # per_seed, aligned crops: the faces the parts rest on, for registering the fused model's views without
     # the network (model.registration); 0 fuses them under the network's poses
     registration_faces: int = 4
+    # Each pose refined against the learned model at inference (bin_perception.model.refine): icp searches
+    # refine_starts starts (the network's pose, its half turns, then other turns) by ICP of refine_iterations
+    # iterations, points within refine_inlier_m explained; none keeps the network's poses.
+    refine: str = "none"
+    refine_starts: int = 4
+    refine_iterations: int = 30
+    refine_inlier_m: float = 0.002
 
     def __post_init__(self) -> None:
         if self.method in RENAMED_METHODS:
@@ -183,6 +191,10 @@ class ModelConfig:
         _require(self.rotation_channels in (1, 2), "rotation_channels is 1 or 2")
         _require(self.channel_loss in ("softmin", "min"), "channel_loss is softmin or min")
         _require(self.observed_points >= 16, "observed_points must be at least 16")
+        _require(self.refine in REFINEMENTS, f"refine {self.refine!r}: expected one of {', '.join(REFINEMENTS)}")
+        _require(1 <= self.refine_starts <= 24, "refine_starts must be 1 to 24")
+        _require(self.refine_iterations >= 1, "refine_iterations must be at least 1")
+        _require(self.refine_inlier_m > 0, "refine_inlier_m must be positive")
         _require(self.registration_faces >= 0, "registration_faces must be 0 (off) or a number of faces")
 
 

@@ -347,15 +347,38 @@ class PoseRecalls:
     rotation_p90_deg: float
     rotation_under_5deg: float
     rotation_under_15deg: float
+    # With the poses' confidences: the fraction of frames whose most confident pose is correct (ADD(-S)
+    # under 10 % of the diameter), and the reliability table, one row (low, high, poses, fraction correct) per
+    # confidence bin; None without them.
+    top_pick: float | None = None
+    reliability: list[tuple[float, float, int, float]] | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def pose_recalls(errors: Sequence[PoseErrors], diameter_m: float, symmetry: str, image_width_px: float | None = None) -> PoseRecalls:
+_RELIABILITY_BINS = np.linspace(0.0, 1.0, 6)
+
+
+def _correct_predictions(errors: PoseErrors, count: int, diameter_m: float, symmetry: str) -> np.ndarray:
+    """(count,) whether each prediction is a correct pose: matched to a true instance within ADD(-S) < 0.1 d."""
+    distance_m = errors.add_m if symmetry == "none" else errors.adds_m
+    correct = np.zeros(count, dtype=bool)
+    correct[errors.pred_index] = distance_m < ADD_FRACTION * diameter_m
+    return correct
+
+
+def pose_recalls(
+    errors: Sequence[PoseErrors],
+    diameter_m: float,
+    symmetry: str,
+    image_width_px: float | None = None,
+    confidences: Sequence[np.ndarray] | None = None,
+) -> PoseRecalls:
     """ADD(-S)-0.1d recall, BOP's AR_MSSD, AR_MSPD and their mean AR, and the rotation error's spread, over the
     true instances of every frame's :func:`pose_errors`. ``image_width_px`` scales MSPD's thresholds (BOP's
-    are for 640 px)."""
+    are for 640 px). With ``confidences``, one (M,) array per frame for its predictions, also the top pick's
+    correctness and the reliability table."""
     if diameter_m <= 0:
         raise ValueError(f"diameter_m must be positive, got {diameter_m}")
     misses = sum(e.unmatched_true for e in errors)
@@ -368,6 +391,19 @@ def pose_recalls(errors: Sequence[PoseErrors], diameter_m: float, symmetry: str,
     if len(add_m) == 0:
         raise ValueError("no true instances to score")
     mssd_m, mspd_px, rotation_deg = joined("mssd_m"), joined("mspd_px"), joined("rotation_error_deg", 180.0)
+    top_pick = reliability = None
+    if confidences is not None:
+        if len(confidences) != len(errors):
+            raise ValueError(f"{len(confidences)} frames of confidences for {len(errors)} frames of errors")
+        correct = [_correct_predictions(e, len(c), diameter_m, symmetry) for e, c in zip(errors, confidences)]
+        scored = [(c, ok) for c, ok in zip(confidences, correct) if len(c)]
+        top_pick = float(np.mean([ok[np.argmax(c)] for c, ok in scored])) if scored else 0.0
+        all_confidences = np.concatenate([np.asarray(c, dtype=np.float64) for c in confidences])
+        all_correct = np.concatenate(correct)
+        reliability = []
+        for low, high in zip(_RELIABILITY_BINS[:-1], _RELIABILITY_BINS[1:]):
+            in_bin = (all_confidences >= low) & ((all_confidences < high) | (high == 1.0))
+            reliability.append((float(low), float(high), int(in_bin.sum()), float(all_correct[in_bin].mean()) if in_bin.any() else float("nan")))
     ar_mssd = float(np.mean([(mssd_m < f * diameter_m).mean() for f in _MSSD_FRACTIONS]))
     ar_mspd = float("nan")
     if image_width_px is not None and not np.isnan(mspd_px).any():
@@ -382,6 +418,8 @@ def pose_recalls(errors: Sequence[PoseErrors], diameter_m: float, symmetry: str,
         rotation_p90_deg=float(np.percentile(rotation_deg, 90)),
         rotation_under_5deg=float((rotation_deg < 5).mean()),
         rotation_under_15deg=float((rotation_deg < 15).mean()),
+        top_pick=top_pick,
+        reliability=reliability,
     )
 
 

@@ -372,3 +372,16 @@ def test_an_instance_without_a_pose_is_a_miss_in_every_recall():
     assert recalls.rotation_p90_deg == pytest.approx(180.0 - 0.2 * 180.0, rel=0.01)  # a miss counts 180 deg
     with pytest.raises(ValueError, match="no true instances"):
         pose_recalls([], part_diameter(_BOX), "none")
+
+
+def test_the_top_pick_and_the_reliability_table_follow_the_confidences():
+    truth = np.concatenate([_at(0.5), _at(0.5, x_m=0.1)])
+    # The first pose exact, the second a quarter turn off (ADD far above 10 % of the diameter).
+    predicted = np.concatenate([_at(0.5), _at(0.5, x_m=0.1, turn_deg=90.0)])
+    errors = pose_errors(truth, predicted, _BOX, K=_K640)
+    confident_right = np.array([0.9, 0.3])  # the most confident pose is the right one
+    confident_wrong = np.array([0.2, 0.8])  # the most confident pose is the wrong one
+    recalls = pose_recalls([errors, errors], part_diameter(_BOX), "none", 640, [confident_right, confident_wrong])
+    assert recalls.top_pick == 0.5
+    rows = {(round(low, 1), round(high, 1)): (count, right) for low, high, count, right in recalls.reliability}
+    assert rows[(0.8, 1.0)] == (2, 0.5) and rows[(0.2, 0.4)] == (2, 0.5) and rows[(0.4, 0.6)][0] == 0

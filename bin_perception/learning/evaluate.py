@@ -17,6 +17,7 @@ baselines run, so that every report of one bag scores the same frames.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -89,9 +90,11 @@ def evaluate(
     tune_frames: int = 10,
     overlay_frames: int = 4,
     camera_from_bin: np.ndarray | None = None,
+    refine: str | None = None,
 ) -> dict:
     """Evaluate on ``bag``; a ``config``, when given, must agree with the checkpoint. ``camera_from_bin`` is the
-    frame of ``workspace`` (the bin's in the camera's; None: the camera's own)."""
+    frame of ``workspace`` (the bin's in the camera's; None: the camera's own). ``refine`` (none or icp)
+    overrides the checkpoint's pose refinement, so that one model is scored both ways."""
     config_given = config is not None
     config = config or Config()
     topics = topics or config.topics
@@ -104,6 +107,8 @@ def evaluate(
         _check_fit(perception, instances, reader.custom_data.get(META_INSTANCES), config if config_given else None, Path(checkpoint))
         perception.eval()
         instances = perception.instances
+        if refine is not None:
+            perception.config = dataclasses.replace(perception.config, refine=refine)
     elif instances is None:
         raise ConfigError("without --checkpoint, --instances is required")
     # A box and its frame come from one source: the flags, the config, the bag (which describes its own
@@ -153,6 +158,7 @@ def evaluate(
     )
     mesh_points = _surface_samples(mesh, 2000) if mesh is not None else None
     frame_pose_errors: list[PoseErrors] = []  # the model's, one per frame scored
+    frame_confidences: list[np.ndarray] = []  # its poses' confidences, likewise
 
     for frame in evaluation:
         observe_start = time.perf_counter()
@@ -161,6 +167,7 @@ def evaluate(
         except TooFewPointsError:
             if fidelity is not None:  # no pose for any of its parts: each is a miss
                 frame_pose_errors.append(pose_errors(frame.gt_poses, np.empty((0, 4, 4)), mesh_points, symmetry))
+                frame_confidences.append(np.empty(0))
             continue
         if len(shown) < overlay_frames:
             shown.append(observed)
@@ -191,6 +198,7 @@ def evaluate(
                     camera_from_part = prediction.poses @ np.linalg.inv(fidelity.part_from_model)
                     errors = pose_errors(frame.gt_poses, camera_from_part, mesh_points, symmetry, frame.K)
                     frame_pose_errors.append(errors)
+                    frame_confidences.append(prediction.confidences)
                     if len(errors.true_index):
                         row["rotation_error_deg"] = float(np.mean(errors.rotation_error_deg))
                         row["translation_error_m"] = float(np.mean(errors.translation_error_m))
@@ -212,7 +220,9 @@ def evaluate(
         summary[method]["ms_per_frame"] = float(np.mean([r["ms"] for r in rows]))
         summary[method]["ms_p95"] = float(np.percentile([r["ms"] for r in rows], 95))
     if frame_pose_errors and "model" in summary:
-        recalls = pose_recalls(frame_pose_errors, part_diameter(mesh.vertices), symmetry, evaluation[0].depth_m.shape[1])
+        recalls = pose_recalls(
+            frame_pose_errors, part_diameter(mesh.vertices), symmetry, evaluation[0].depth_m.shape[1], frame_confidences
+        )
         summary["model"].update({("pose_instances" if k == "instances" else k): v for k, v in recalls.to_dict().items()})
     result = {
         "bag": str(reader.path),
@@ -307,6 +317,16 @@ def _write_report(
             f"| {ours['add_recall']:.3f} | {ours['ar_mssd']:.3f} | {ours['ar_mspd']:.3f} | {ours['ar']:.3f} | "
             f"{ours['rotation_median_deg']:.1f} | {ours['rotation_p90_deg']:.1f} | {ours['rotation_under_5deg']:.3f} | "
             f"{ours['rotation_under_15deg']:.3f} |",
+        ]
+    if ours.get("reliability"):
+        lines += [
+            "",
+            f"The most confident pose of a frame is correct in {ours['top_pick']:.3f} of the frames. Confidence against the "
+            "fraction of poses correct (ADD(-S) < 0.1 d):",
+            "",
+            "| confidence | poses | correct |",
+            "|---|---|---|",
+            *(f"| {low:.1f} to {high:.1f} | {count} | {right:.3f} |" for low, high, count, right in ours["reliability"]),
         ]
     write_text(out / "report.md", "\n".join(lines) + "\n")
     for method, images in overlays.items():

@@ -36,12 +36,15 @@ from .observation import (
     workspace_mask,
     workspace_points,
 )
+from .refine import model_spacing_m, refine_pose, score_pose
 from .render import best_channels, instance_ids, render, visible_scene
 from .seeds import PartSize, part_size
 from .segment import label_image, transfer_labels
 
 # 2: the per-seed method's part_size_m (extent and box) replaced part_extent_m, which still loads.
 CHECKPOINT_FORMAT = 2
+# An instance with fewer points than this has no pose to check.
+MIN_SEGMENT_POINTS = 3
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Prediction:
     observation: Observation
     visible_points: np.ndarray | None  # (k, 3) the rendered scene's visible points, model units; None if not rendered
     visible_ids: np.ndarray | None  # (k,) their instance ids
+    confidences: np.ndarray  # (N,) in [0, 1], each pose's fit to its points less the free space it violates
 
 
 class CheckpointError(ValueError):
@@ -202,6 +206,7 @@ class BinPerception(nn.Module):
         # Model units to metres: the rotation is unchanged, the translation rescales.
         poses[:, :3, :3] = rotations[0].cpu().numpy()
         poses[:, :3, 3] = self.normalization.to_metres(translations[0].cpu().numpy())
+        poses, confidences = self._checked_poses(frame, obs, point_labels, poses)
         labels = label_image(obs.shape, obs.pixels, point_labels)
         if obs.shape != frame.depth_m.shape:
             rows, cols = self.observed_region(frame)
@@ -210,7 +215,30 @@ class BinPerception(nn.Module):
             full = np.zeros(frame.depth_m.shape, dtype=labels.dtype)
             full[rows, cols] = upsampled_labels(labels, self.decimation(frame), region.depth_m.shape, keep)
             labels = full
-        return Prediction(poses, point_labels.astype(np.uint16), labels, obs, visible_points, visible_ids)
+        return Prediction(poses, point_labels.astype(np.uint16), labels, obs, visible_points, visible_ids, confidences)
+
+    def _checked_poses(
+        self, frame: Frame, obs: Observation, point_labels: np.ndarray, poses: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The poses, refined against the learned model where ``refine`` asks, and each one's confidence
+        (:mod:`.refine`); an instance with too few points keeps its pose, with confidence 0."""
+        config = self.config
+        model_m = self.model_points_m()
+        spacing_m = model_spacing_m(model_m)
+        points_m = self.normalization.to_metres(obs.points)
+        confidences = np.zeros(len(poses))
+        for i in range(len(poses)):
+            segment_m = points_m[point_labels == i + 1]
+            if len(segment_m) < MIN_SEGMENT_POINTS:
+                continue
+            if config.refine == "icp":
+                checked = refine_pose(
+                    segment_m, model_m, poses[i], frame.depth_m, frame.K, config.refine_starts, config.refine_iterations, config.refine_inlier_m
+                )
+            else:
+                checked = score_pose(segment_m, model_m, poses[i], frame.depth_m, frame.K, config.refine_inlier_m, spacing_m)
+            poses[i], confidences[i] = checked.pose, checked.confidence
+        return poses, confidences
 
     def model_points_m(self) -> np.ndarray:
         """The learned model in metres, in its own frame (scaled, not shifted)."""
