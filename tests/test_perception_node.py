@@ -4,6 +4,7 @@ The camera is another process (sim_camera_node, or a script publishing bad frame
 its own process, and this test process is the client that reads what the node publishes.
 """
 
+import json
 import os
 import random
 import subprocess
@@ -22,6 +23,7 @@ from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
@@ -88,12 +90,13 @@ def test_node_perceives_a_camera_in_another_process_and_beats_kmeans(ros, checkp
     node = start(ros, "perception_node", "-p", f"checkpoint:={checkpoint}")
 
     listener = rclpy.create_node("listener")
-    clouds, markers, overlays = [], [], []
+    clouds, markers, overlays, detections = [], [], [], []
+    listener.create_subscription(String, "/perception_node/detections", detections.append, 10)
     listener.create_subscription(PointCloud2, "/perception_node/segments", clouds.append, 10)
     listener.create_subscription(MarkerArray, "/perception_node/markers", markers.append, 10)
     listener.create_subscription(Image, "/perception_node/overlay", overlays.append, 10)
     results = collect(10, timeout_s=150.0)
-    assert spin_until(listener, lambda: clouds and markers and overlays, 10.0)
+    assert spin_until(listener, lambda: clouds and markers and overlays and detections, 10.0)
     assert len(results) == 10, node.stdout.read() if node.poll() is not None else "the node is running but silent"
 
     workspace = load_checkpoint(checkpoint)[0].workspace
@@ -117,6 +120,11 @@ def test_node_perceives_a_camera_in_another_process_and_beats_kmeans(ros, checkp
     assert np.all(records["z"] > 0)
     drawn = markers[-1].markers
     assert {(m.ns, m.id) for m in drawn if m.action == m.ADD} == {(ns, i) for ns in ("model", "axes", "id") for i in (1, 2, 3)}
+    # Each pose with its confidence, for a pick planner, stamped as the depth it came from.
+    found = json.loads(detections[-1].data)
+    assert found["frame_id"] == "camera_depth_optical_frame" and [d["id"] for d in found["detections"]] == [1, 2, 3]
+    confidences = [d["confidence"] for d in found["detections"]]
+    assert all(0.0 <= c <= 1.0 for c in confidences) and max(confidences) > 0.0
     overlay = overlays[-1]
     assert overlay.encoding == "rgb8" and (overlay.height, overlay.width) == results[0].labels.shape
     pixels = np.frombuffer(bytes(overlay.data), np.uint8).reshape(overlay.height, overlay.width, 3)
@@ -319,10 +327,6 @@ train: {batch_size: 4, seed: 0}
 
 
 def latest_training_step(node, timeout_s: float, above: int) -> int:
-    import json
-
-    from std_msgs.msg import String
-
     steps = []
     subscription = node.create_subscription(String, "/perception_node/training", lambda m: steps.append(json.loads(m.data).get("step", 0)), 10)
     spin_until(node, lambda: steps and steps[-1] > above, timeout_s)

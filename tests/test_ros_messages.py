@@ -14,7 +14,7 @@ def test_markers_draw_each_instance_and_delete_the_vanished_ones():
     poses = np.tile(np.eye(4), (2, 1, 1))
     poses[:, :3, 3] = [[0.0, 0.0, 0.3], [0.05, 0.0, 0.3]]
     model = np.random.default_rng(0).normal(scale=0.01, size=(50, 3))
-    markers, drawn = ros_messages.instance_markers(head, poses, model, previous_ids={1, 2, 3, 4})
+    markers, drawn = ros_messages.instance_markers(head, poses, model, {1, 2, 3, 4}, np.array([0.95, 0.1]))
     assert drawn == {1, 2}
     added = {(m.ns, m.id): m for m in markers.markers if m.action == m.ADD}
     deleted = {(m.ns, m.id) for m in markers.markers if m.action == m.DELETE}
@@ -23,6 +23,25 @@ def test_markers_draw_each_instance_and_delete_the_vanished_ones():
     points = np.array([[p.x, p.y, p.z] for p in added[("model", 2)].points])
     np.testing.assert_allclose(points, model + [0.05, 0.0, 0.3], atol=1e-9)
     assert all(m.header.frame_id == "camera_depth_optical_frame" and m.header.stamp.sec == 1 for m in markers.markers)
+    # The labels carry the confidence, a trusted pose in green, a doubtful one in red.
+    sure, doubtful = added[("id", 1)], added[("id", 2)]
+    assert sure.text == "1 (0.95)" and doubtful.text == "2 (0.10)"
+    assert sure.color.g > sure.color.r and doubtful.color.r > doubtful.color.g
+
+
+def test_detections_carry_each_pose_with_its_id_and_confidence_as_json():
+    import json
+
+    head = ros_messages.header(1_500_000_000, "camera_depth_optical_frame")
+    poses = np.tile(np.eye(4), (2, 1, 1))
+    poses[1, :3, :3] = [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]  # a quarter turn about z
+    poses[:, :3, 3] = [[0.0, 0.0, 0.3], [0.05, 0.0, 0.3]]
+    message = json.loads(ros_messages.detections(head, poses, np.array([0.9, 0.25])).data)
+    assert message["stamp"] == {"sec": 1, "nanosec": 500_000_000} and message["frame_id"] == "camera_depth_optical_frame"
+    first, second = message["detections"]
+    assert (first["id"], second["id"]) == (1, 2) and (first["confidence"], second["confidence"]) == (0.9, 0.25)
+    np.testing.assert_allclose(second["position_m"], [0.05, 0.0, 0.3])
+    np.testing.assert_allclose(second["orientation_xyzw"], [0.0, 0.0, np.sqrt(0.5), np.sqrt(0.5)], atol=1e-9)
 
 
 def test_segments_cloud_round_trips_points_and_labels():

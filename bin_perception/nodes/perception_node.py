@@ -7,7 +7,9 @@ Publishes, stamped and framed like the depth image each result came from:
     ~/poses        geometry_msgs/PoseArray, one pose per instance, camera frame
     ~/segments     sensor_msgs/PointCloud2, x y z float32 + uint32 label (PCL XYZL)
     ~/labels       sensor_msgs/Image mono16, aligned with the depth, 0 = not a part
-    ~/markers      visualization_msgs/MarkerArray: the learned model at each pose, axes, ids
+    ~/detections   std_msgs/String, JSON: each pose with its id and confidence in [0, 1], in ~/poses' order
+    ~/markers      visualization_msgs/MarkerArray: the learned model at each pose, axes, ids and
+                   confidences (red to green)
     ~/overlay      sensor_msgs/Image rgb8: the segments and pose axes over the depth, drawn only while subscribed
     ~/model_cloud  sensor_msgs/PointCloud2, the learned model (transient local)
     /diagnostics   diagnostic_msgs/DiagnosticArray: rate, latency, dropped frames, model
@@ -233,10 +235,13 @@ class PerceptionNode(LifecycleNode):
         self._segments = self.create_publisher(PointCloud2, "~/segments", 10)
         self._labels = self.create_publisher(Image, "~/labels", 10)
         self._markers = self.create_publisher(MarkerArray, "~/markers", 10)
+        self._detections = self.create_publisher(String, "~/detections", 10)
         self._overlay = self.create_publisher(Image, "~/overlay", 10)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
         self._model_cloud = self.create_publisher(PointCloud2, "~/model_cloud", latched)
-        self._output_publishers = [self._poses, self._segments, self._labels, self._markers, self._overlay, self._model_cloud]
+        self._output_publishers = [
+            self._poses, self._detections, self._segments, self._labels, self._markers, self._overlay, self._model_cloud
+        ]
         self._output_services = [
             self.create_service(Trigger, "~/save_model", self._on_save_model),
             self.create_service(Trigger, "~/reload_model", self._on_reload_model),
@@ -477,9 +482,12 @@ class PerceptionNode(LifecycleNode):
             self._take_part_size()
         head = msg.header
         self._poses.publish(ros_messages.pose_array(head, prediction.poses))
+        self._detections.publish(ros_messages.detections(head, prediction.poses, prediction.confidences))
         self._labels.publish(ros_messages.image(head, prediction.labels, "mono16"))
         self._segments.publish(ros_messages.xyzl_cloud(head, segment_points_m, prediction.point_labels))
-        markers, self._marker_ids = ros_messages.instance_markers(head, prediction.poses, model_points_m, self._marker_ids)
+        markers, self._marker_ids = ros_messages.instance_markers(
+            head, prediction.poses, model_points_m, self._marker_ids, prediction.confidences
+        )
         self._markers.publish(markers)
         if self._overlay.get_subscription_count():
             # A picture costs a few milliseconds at a real camera's size, so it is drawn for a viewer only.

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from geometry_msgs.msg import Point, Pose, PoseArray, Quaternion
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
-from std_msgs.msg import ColorRGBA, Header
+from std_msgs.msg import ColorRGBA, Header, String
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ..geometry import matrix_to_quaternion, transform_points
@@ -61,6 +63,25 @@ def pose_array(head: Header, poses: np.ndarray) -> PoseArray:
     return msg
 
 
+def detections(head: Header, poses: np.ndarray, confidences: np.ndarray) -> String:
+    """The poses with their confidences, as JSON that a pick planner reads without a message package:
+    ``{"stamp": {"sec", "nanosec"}, "frame_id", "detections": [{"id", "position_m": [x, y, z],
+    "orientation_xyzw": [x, y, z, w], "confidence"}]}``, in the order of ~/poses (id i is its i-th pose)."""
+    quaternions = matrix_to_quaternion(poses[:, :3, :3]) if len(poses) else np.zeros((0, 4))
+    found = [
+        {"id": i, "position_m": t, "orientation_xyzw": q, "confidence": float(c)}
+        for i, (t, q, c) in enumerate(zip(poses[:, :3, 3].tolist(), quaternions.tolist(), confidences), start=1)
+    ]
+    stamp = {"sec": head.stamp.sec, "nanosec": head.stamp.nanosec}
+    return String(data=json.dumps({"stamp": stamp, "frame_id": head.frame_id, "detections": found}))
+
+
+def confidence_colour(confidence: float) -> np.ndarray:
+    """Red for a pose not to trust, through yellow, to green for one to pick."""
+    confidence = float(np.clip(confidence, 0.0, 1.0))
+    return np.array([min(1.0, 2 * (1 - confidence)), min(1.0, 2 * confidence), 0.0])
+
+
 def _cloud(head: Header, records: np.ndarray, fields: tuple[tuple[str, int, int], ...]) -> PointCloud2:
     return PointCloud2(
         header=head,
@@ -89,9 +110,10 @@ def _colour(rgb: np.ndarray, alpha: float = 1.0) -> ColorRGBA:
 
 
 def instance_markers(
-    head: Header, poses: np.ndarray, model_points_m: np.ndarray, previous_ids: set[int]
+    head: Header, poses: np.ndarray, model_points_m: np.ndarray, previous_ids: set[int], confidences: np.ndarray
 ) -> tuple[MarkerArray, set[int]]:
-    """The learned model drawn at each pose, an axis triad and an id label; and the ids drawn.
+    """The learned model drawn at each pose, an axis triad, and a label of its id and confidence coloured by
+    the confidence (:func:`confidence_colour`); and the ids drawn.
 
     Instances drawn last time but absent now get DELETE markers, so RViz never shows a stale part.
     """
@@ -101,7 +123,7 @@ def instance_markers(
     triad_colours = [np.eye(3)[i // 2] for i in range(6)]
     markers = MarkerArray()
     ids = set(range(1, len(poses) + 1))
-    for instance, pose in enumerate(poses, start=1):
+    for instance, (pose, confidence) in enumerate(zip(poses, confidences), start=1):
         colour = instance_colours(instance)
         model = Marker(header=head, ns="model", id=instance, type=Marker.POINTS, action=Marker.ADD)
         model.scale.x = model.scale.y = max(extent_m / 40, 0.0005)
@@ -116,8 +138,8 @@ def instance_markers(
         axes.colors = [_colour(c) for c in triad_colours]
         label = Marker(header=head, ns="id", id=instance, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD)
         label.scale.z = max(extent_m / 2, 0.005)
-        label.color = _colour(colour)
-        label.text = str(instance)
+        label.color = _colour(confidence_colour(confidence))
+        label.text = f"{instance} ({confidence:.2f})"
         x, y, z = pose[:3, 3].tolist()
         # Towards the camera (-z in an optical frame), so the text is not hidden inside the part.
         label.pose.position = Point(x=x, y=y, z=z - extent_m)
