@@ -26,6 +26,7 @@ END_MARKER = "<!-- END GENERATED -->"
 # What each of table.json's method keys measured, as a column heading.
 COLUMN_TITLES = {
     "model": "per-seed, its recipe's segments (`model`)",
+    "model_refined": "per-seed, poses refined (`model_refined`)",
     "model_transfer": "per-seed, label transfer (`model_transfer`)",
     "model_seeds": "per-seed, seeds alone (`model_seeds`)",
     "whole_image": "whole-image, the thesis's (`whole_image`)",
@@ -61,6 +62,23 @@ def markdown_table(table: Mapping, titles: Mapping[str, str] | None = None) -> s
         lines.append(f"| {row['part']} | {row['instances']} | " + " | ".join(cells) + " |")
     for n, mean in sorted(table["mean"].items(), key=lambda item: int(item[0])):
         lines.append(f"| **mean** | {n} | " + " | ".join(f"**{mean[m]:.3f}**" for m in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def pose_table(table: Mapping, titles: Mapping[str, str] | None = None) -> str:
+    """The poses of the methods that have them: ADD(-S) under 10 % of the diameter, BOP's AR and the median
+    rotation error, per part and N; empty where no method has poses."""
+    titles = titles or {}
+    columns = [m for m in table["columns"] if all("ar" in row.get(m, {}) for row in table["rows"])]
+    if not columns:
+        return ""
+    lines = [
+        "| part | N | " + " | ".join(f"{titles.get(m, m)}: ADD(-S) < 0.1 d / AR / median rotation (deg)" for m in columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
+    for row in table["rows"]:
+        cells = [f"{row[m]['add_recall']:.3f} / {row[m]['ar']:.3f} / {row[m]['rotation_median_deg']:.1f}" for m in columns]
+        lines.append(f"| {row['part']} | {row['instances']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -107,6 +125,9 @@ def render_section(
     if settings:
         parts += ["Run settings: " + ", ".join(f"{key} {_format(value)}" for key, value in settings.items()) + ".", ""]
     parts += ["Pairwise F1 (precision / recall) on the held-out bins:", "", markdown_table(table, COLUMN_TITLES)]
+    poses = pose_table(table, COLUMN_TITLES)
+    if poses:
+        parts += ["Poses, over the held-out bins' true instances (a part without a pose is a miss):", "", poses]
     for name, results in (benchmarks or {}).items():
         parts += [benchmark_table(name, results)]
     parts += [END_MARKER]

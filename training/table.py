@@ -32,12 +32,12 @@ from bin_perception.io.atomic import write_text
 from bin_perception.sim.parts import part_names
 
 from .jobs import cli, run_missing
-from .results import load_benchmarks, markdown_table, write_results_md
+from .results import load_benchmarks, markdown_table, pose_table, write_results_md
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 METHODS = {"per_seed": CONFIG_DIR / "train_cpu.yaml", "whole_image": CONFIG_DIR / "train_thesis_cpu.yaml"}
 # "model" is the per-seed method as its recipe segments; the other of its two segmentations follows.
-COLUMNS = ("model", "model_transfer", "model_seeds", "whole_image", "kmeans", "spectral", "dbscan")
+COLUMNS = ("model", "model_refined", "model_transfer", "model_seeds", "whole_image", "kmeans", "spectral", "dbscan")
 TRAIN_SEED, TEST_SEED = 1, 2
 # What the table keeps of each method's report: the segments' scores, and the model's poses'.
 SCORES = ("f1", "precision", "recall", "add_recall", "ar", "ar_mssd", "ar_mspd", "rotation_median_deg", "rotation_p90_deg")
@@ -63,6 +63,7 @@ def build_table(
     sim_config: Path | None = CONFIG_DIR / "real_cell.yaml",
     sensor: str | None = None,
     methods: tuple[str, ...] = tuple(METHODS),
+    refine: bool = False,
 ) -> dict:
     """Simulate, train and evaluate what is missing under ``out``; return the table's figures."""
     cell = []
@@ -99,6 +100,11 @@ def build_table(
                 checkpoint = _run_dir(out, "per_seed", part, per_seed_n) / "checkpoint.pt"
                 command = cli("evaluate", "--bag", test, "--checkpoint", str(checkpoint), "--baselines", "kmeans,spectral,dbscan", "--out", str(ours))
                 evaluate.append((command + bag_topics, out / "logs" / f"evaluate_{part}_n{n}.log", ours / "metrics.json"))
+                if refine:  # the same model, its poses refined against its learned model
+                    refined = out / "reports" / f"{part}_n{n}_refined"
+                    command = cli("evaluate", "--bag", test, "--checkpoint", str(checkpoint), "--baselines", "", "--refine", "icp",
+                                  "--out", str(refined))
+                    evaluate.append((command + bag_topics, out / "logs" / f"evaluate_{part}_n{n}_refined.log", refined / "metrics.json"))
             if "whole_image" in methods:
                 whole_image = out / "reports" / f"{part}_n{n}_whole_image"
                 checkpoint = _run_dir(out, "whole_image", part, n) / "checkpoint.pt"
@@ -124,7 +130,10 @@ def collect(out: Path, parts: list[str], counts: list[int]) -> dict:
         for part in parts:
             ours = _methods_of(out / "reports" / f"{part}_n{n}")
             whole_image = _methods_of(out / "reports" / f"{part}_n{n}_whole_image")
+            refined = _methods_of(out / "reports" / f"{part}_n{n}_refined")
             row = {"part": part, "instances": n, **{name: ours[name] for name in COLUMNS if name in ours}}
+            if "model" in refined:
+                row["model_refined"] = refined["model"]
             if "model" in whole_image:
                 row["whole_image"] = whole_image["model"]
             rows.append({k: v if k in ("part", "instances") else {m: v[m] for m in SCORES if m in v} for k, v in row.items()})
@@ -135,7 +144,8 @@ def collect(out: Path, parts: list[str], counts: list[int]) -> dict:
 
 def markdown(table: dict) -> str:
     """Laid out like Table 4.2, with P and R as in Table B.1: F1 (P / R) per part, N and method."""
-    return markdown_table(table)
+    poses = pose_table(table)
+    return markdown_table(table) + (f"\n{poses}" if poses else "")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -154,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--sensor", choices=SENSORS, help="the simulated depth camera, over the cell's")
     parser.add_argument("--methods", nargs="+", choices=tuple(METHODS), default=list(METHODS), help="the trained methods to run")
+    parser.add_argument("--refine", action="store_true", help="also score the per-seed model with its poses refined (evaluate --refine icp)")
     parser.add_argument("--results-md", type=Path, help="also write the table into this Markdown file's generated section (docs/RESULTS.md)")
     parser.add_argument("--bench-json", type=Path, action="append", default=[], help="with --results-md: a benchmark's JSON to add (repeat)")
     args = parser.parse_args(argv)
@@ -166,12 +177,13 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(error))
     table = build_table(
         args.out, args.parts, args.instances, args.train_scenes, args.test_scenes, args.train_minutes, args.per_seed_train_n, args.jobs,
-        args.sim_config, args.sensor, tuple(args.methods),
+        args.sim_config, args.sensor, tuple(args.methods), args.refine,
     )
     table["settings"] = {
         "train_scenes": args.train_scenes, "test_scenes": args.test_scenes, "train_minutes": args.train_minutes,
         "per_seed_train_n": args.per_seed_train_n, "jobs": args.jobs,
         "sim_config": None if args.sim_config is None else str(args.sim_config), "sensor": args.sensor, "methods": args.methods,
+        "refine": args.refine,
     }
     write_text(args.out / "table.json", json.dumps(table, indent=1))
     write_text(args.out / "table.md", markdown(table))
