@@ -29,19 +29,25 @@ def backproject(depth_m: np.ndarray, K: np.ndarray) -> np.ndarray:
     return np.stack([z * u[None, :], z * v[:, None], z], axis=-1)
 
 
+def _parse_numbers(text: str | list | tuple | np.ndarray, count: int, name: str, doc: str) -> np.ndarray:
+    """``count`` finite numbers from comma-separated text or a sequence; ValueError naming ``name`` otherwise."""
+    values = text.split(",") if isinstance(text, str) else list(np.ravel(text))
+    words = {6: "six", 7: "seven"}[count]
+    try:
+        numbers = np.array([float(v) for v in values], dtype=np.float64)
+    except ValueError as error:
+        raise ValueError(f"{name} {text!r}: {error}; expected {words} numbers, {doc}") from None
+    if numbers.shape != (count,) or not np.all(np.isfinite(numbers)):
+        raise ValueError(f"{name} {text!r}: expected {words} finite numbers, {doc}")
+    return numbers
+
+
 def parse_workspace(text: str | list | tuple | np.ndarray) -> np.ndarray:
     """A workspace box as a (2, 3) array of its min and max corners.
 
     Accepts ``"xmin,ymin,zmin,xmax,ymax,zmax"`` or six numbers.
     """
-    values = text.split(",") if isinstance(text, str) else list(np.ravel(text))
-    try:
-        box = np.array([float(v) for v in values], dtype=np.float64)
-    except ValueError as error:
-        raise ValueError(f"workspace {text!r}: {error}; expected six numbers, {WORKSPACE_DOC}") from None
-    if box.shape != (6,) or not np.all(np.isfinite(box)):
-        raise ValueError(f"workspace {text!r}: expected six finite numbers, {WORKSPACE_DOC}")
-    box = box.reshape(2, 3)
+    box = _parse_numbers(text, 6, "workspace", WORKSPACE_DOC).reshape(2, 3)
     if np.any(box[1] <= box[0]):
         raise ValueError(f"workspace {text!r}: empty box, every max must exceed its min ({WORKSPACE_DOC})")
     return box
@@ -52,13 +58,7 @@ def parse_bin_pose(text: str | list | tuple | np.ndarray) -> np.ndarray:
 
     Accepts ``"x,y,z,qx,qy,qz,qw"`` or seven numbers, the order of geometry_msgs/Pose.
     """
-    values = text.split(",") if isinstance(text, str) else list(np.ravel(text))
-    try:
-        pose = np.array([float(v) for v in values], dtype=np.float64)
-    except ValueError as error:
-        raise ValueError(f"bin pose {text!r}: {error}; expected seven numbers, {BIN_POSE_DOC}") from None
-    if pose.shape != (7,) or not np.all(np.isfinite(pose)):
-        raise ValueError(f"bin pose {text!r}: expected seven finite numbers, {BIN_POSE_DOC}")
+    pose = _parse_numbers(text, 7, "bin pose", BIN_POSE_DOC)
     norm = np.linalg.norm(pose[3:])
     if abs(norm - 1.0) > 1e-3:
         raise ValueError(f"bin pose {text!r}: its quaternion has norm {norm:.4f}, not 1 ({BIN_POSE_DOC})")
