@@ -295,6 +295,9 @@ def test_parameters_change_at_run_time_and_services_save_and_reload(ros, checkpo
         return result.successful, result.reason
 
     assert set_one("model.hpr_exponent", 2.0) == (True, "")
+    ok, reason = set_one("model.refine", "ransac")
+    assert not ok and "parameter model.refine: 'ransac': expected one of none, icp" in reason
+    assert set_one("model.refine", "icp") == (True, "")
     assert set_one("instances", 4) == (True, "")  # the per-seed method takes any N
     ok, reason = set_one("mode", "train_inloop")
     assert not ok and "fixed at start-up" in reason
@@ -312,7 +315,7 @@ def test_parameters_change_at_run_time_and_services_save_and_reload(ros, checkpo
     response = call(client_node, client_node.create_client(Trigger, "/perception_node/save_model"), Trigger.Request())
     assert response.success, response.message
     perception, _, _ = load_checkpoint(saved)
-    assert perception.instances == 4 and perception.config.hpr_exponent == 2.0
+    assert perception.instances == 4 and perception.config.hpr_exponent == 2.0 and perception.config.refine == "icp"
     np.testing.assert_allclose(perception.camera_from_bin[:3, 3], [0.0, 0.0, 0.7])
     np.testing.assert_allclose(perception.camera_from_bin[1:3, 1:3], [[-0.8660254, -0.5], [0.5, -0.8660254]], atol=1e-6)
     response = call(client_node, client_node.create_client(Trigger, "/perception_node/reload_model"), Trigger.Request())

@@ -73,7 +73,7 @@ _ROS_TYPES = {
     list: Parameter.Type.DOUBLE_ARRAY,
 }
 # Parameters that the model (rather than the node) holds; declared after the checkpoint is loaded.
-_MODEL_PARAMETERS = ("instances", "workspace", "bin_pose", "model.hpr_exponent", "model.observed_points")
+_MODEL_PARAMETERS = ("instances", "workspace", "bin_pose", "model.hpr_exponent", "model.observed_points", "model.refine")
 # The bin pose of a workspace box in the camera's own frame.
 _CAMERA_FRAME_POSE = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
 
@@ -107,6 +107,7 @@ def _model_values(perception: BinPerception) -> dict[str, object]:
         ],
         "model.hpr_exponent": -1.0 if hpr is None else float(hpr),
         "model.observed_points": perception.config.observed_points,
+        "model.refine": perception.config.refine,
     }
 
 
@@ -131,6 +132,8 @@ def _apply(perception: BinPerception, name: str, value: object) -> None:
         perception.config = dataclasses.replace(perception.config, hpr_exponent=hpr)
     elif name == "model.observed_points":
         perception.config = dataclasses.replace(perception.config, observed_points=int(value))
+    elif name == "model.refine":
+        perception.config = dataclasses.replace(perception.config, refine=value)
 
 
 class PerceptionNode(LifecycleNode):

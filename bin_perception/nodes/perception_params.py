@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from ..config import REPLAY_POLICIES
+from ..config import REFINEMENTS, REPLAY_POLICIES
 from ..geometry import BIN_POSE_DOC, WORKSPACE_DOC, parse_bin_pose, parse_workspace
 
 NODE_NAME = "perception_node"
@@ -73,6 +73,10 @@ PARAMETERS = (
         range=(-1.0, 10.0),
     ),
     Parameter("model.observed_points", int, None, "observed points the two-channel choice samples", live=True, range=(16, 1_000_000)),
+    Parameter(
+        "model.refine", str, None, "icp refines each pose against the learned model (model.refine_starts starts); none keeps the network's",
+        live=True,
+    ),
 )
 BY_NAME = {p.name: p for p in PARAMETERS}
 
@@ -126,6 +130,8 @@ def check_parameter(name: str, value: Any, cuda_available: bool = False, checkpo
         _fail(name, f"{value!r}: expected one of {', '.join(MODES)}")
     elif name == "train_config" and value and not Path(value).is_file():
         _fail(name, f"{value}: no such file")
+    elif name == "model.refine" and value not in REFINEMENTS:
+        _fail(name, f"{value!r}: expected one of {', '.join(REFINEMENTS)}")
     elif name == "inloop.replacement" and value not in REPLAY_POLICIES:
         _fail(name, f"{value!r}: expected one of {', '.join(REPLAY_POLICIES)}")
 
