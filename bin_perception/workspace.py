@@ -38,9 +38,8 @@ def suggest_workspace(
     in the camera's own frame).
 
     ``margin_m`` is left above the floor and inside the walls, and above the floor at least three sigmas of
-    its measured noise. ``plane_threshold_m`` is the floor's RANSAC
-    inlier distance; by default 0.5 % of the median depth, which a depth camera's noise stays within.
-    ValueError names a frame that has no floor to find.
+    its measured noise. ``plane_threshold_m`` is the floor's RANSAC inlier distance; by default 0.5 % of the
+    median depth, which a depth camera's noise stays within. ValueError names a frame that has no floor to find.
     """
     image_points_m = backproject(frame.depth_m, frame.K)
     valid = np.isfinite(image_points_m).all(axis=2)
