@@ -65,10 +65,14 @@ def parse_bin_pose(text: str | list | tuple | np.ndarray) -> np.ndarray:
     return pose_to_matrix(pose[:3], pose[3:] / norm)
 
 
+def bin_pose_values(camera_from_bin: np.ndarray) -> np.ndarray:
+    """``camera_from_bin`` as the seven numbers :func:`parse_bin_pose` reads: x, y, z, qx, qy, qz, qw."""
+    return np.concatenate([camera_from_bin[:3, 3], matrix_to_quaternion(camera_from_bin[:3, :3])])
+
+
 def format_bin_pose(camera_from_bin: np.ndarray) -> str:
     """``camera_from_bin`` as the text :func:`parse_bin_pose` reads."""
-    values = np.concatenate([camera_from_bin[:3, 3], matrix_to_quaternion(camera_from_bin[:3, :3])])
-    return ",".join(f"{v:.6f}" for v in values)
+    return ",".join(f"{v:.6f}" for v in bin_pose_values(camera_from_bin))
 
 
 def in_workspace(points: np.ndarray, workspace: np.ndarray, camera_from_bin: np.ndarray | None = None) -> np.ndarray:

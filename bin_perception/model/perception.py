@@ -233,7 +233,8 @@ class BinPerception(nn.Module):
                 continue
             if config.refine == "icp":
                 checked = refine_pose(
-                    segment_m, model_m, poses[i], frame.depth_m, frame.K, config.refine_starts, config.refine_iterations, config.refine_inlier_m
+                    segment_m, model_m, poses[i], frame.depth_m, frame.K, config.refine_starts, config.refine_iterations,
+                    config.refine_inlier_m, spacing_m,
                 )
             else:
                 checked = score_pose(segment_m, model_m, poses[i], frame.depth_m, frame.K, config.refine_inlier_m, spacing_m)

@@ -127,6 +127,7 @@ def refine_pose(
     starts: int = 4,
     iterations: int = 30,
     inlier_m: float = 0.002,
+    spacing_m: float | None = None,
 ) -> RefinedPose:
     """The best pose of one instance among ``starts`` refined starts around ``start_pose``.
 
@@ -138,11 +139,12 @@ def refine_pose(
         starts: how many starts (1 to 24): the network's pose, its three half turns, then the other turns.
         iterations: ICP's iterations per start.
         inlier_m: the distance within which a point is explained, and beyond which free space is violated.
+        spacing_m: the model's :func:`model_spacing_m`, where the caller has it already.
     """
     if len(segment_m) < 3:
         raise ValueError(f"segment of {len(segment_m)} points: too few to refine a pose")
     model = _cloud(model_m)
-    spacing_m = model_spacing_m(model_m)
+    spacing_m = model_spacing_m(model_m) if spacing_m is None else spacing_m
     # The model's normals, for point-to-plane ICP, from the few neighbours its sampling gives a patch.
     model.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=4 * spacing_m, max_nn=20))
     segment = _cloud(segment_m)

@@ -51,7 +51,7 @@ from visualization_msgs.msg import MarkerArray
 
 from .. import viz
 from ..config import ConfigError, load_config
-from ..geometry import format_bin_pose, parse_bin_pose, parse_workspace
+from ..geometry import bin_pose_values, parse_bin_pose, parse_workspace
 from ..io import messages
 from ..io.errors import FrameError
 from ..io.pairing import StampPairing
@@ -102,9 +102,7 @@ def _model_values(perception: BinPerception) -> dict[str, object]:
     return {
         "instances": perception.instances,
         "workspace": perception.workspace.ravel().tolist(),
-        "bin_pose": _CAMERA_FRAME_POSE if perception.camera_from_bin is None else [
-            float(v) for v in format_bin_pose(perception.camera_from_bin).split(",")
-        ],
+        "bin_pose": _CAMERA_FRAME_POSE if perception.camera_from_bin is None else bin_pose_values(perception.camera_from_bin).tolist(),
         "model.hpr_exponent": -1.0 if hpr is None else float(hpr),
         "model.observed_points": perception.config.observed_points,
         "model.refine": perception.config.refine,
