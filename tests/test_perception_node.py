@@ -277,10 +277,12 @@ def test_a_bad_parameter_stops_start_up_with_one_line(checkpoint, args, message)
     assert len(lines) == 1 and lines[0].startswith("perception_node: error: ") and message in lines[0], run.stderr
 
 
-def call(node, client, request, timeout_s: float = 20.0):
+def call(node, client, request, timeout_s: float = 60.0):
+    # Generous: on two cores busy with the other test worker, a service's answer has taken over 20 s.
     assert client.wait_for_service(timeout_sec=30.0)
     future = client.call_async(request)
     rclpy.spin_until_future_complete(node, future, timeout_sec=timeout_s)
+    assert future.done(), f"{client.srv_name}: no answer within {timeout_s:g} s"
     return future.result()
 
 
