@@ -22,7 +22,7 @@ from sklearn.cluster import KMeans, SpectralClustering
 from threadpoolctl import threadpool_limits
 
 from .frame import Frame
-from .geometry import backproject, in_workspace
+from .geometry import backproject
 from .metrics import pairwise_scores
 
 BASELINE_NAMES = ("kmeans", "spectral", "dbscan")
@@ -171,12 +171,14 @@ def run_baseline(name: str, points: np.ndarray, k: int, **params) -> np.ndarray:
     raise ValueError(f"unknown baseline {name!r}: expected one of {', '.join(BASELINE_NAMES)}")
 
 
-def baseline_label_image(
-    frame: Frame, workspace: np.ndarray, name: str, k: int, camera_from_bin: np.ndarray | None = None, **params
-) -> np.ndarray:
-    """A (H, W) uint16 label image of ``frame`` by the baseline ``name`` on its workspace points."""
-    points_m = backproject(frame.depth_m, frame.K).reshape(-1, 3)
-    pixels = np.flatnonzero(in_workspace(points_m, workspace, camera_from_bin))
+def baseline_label_image(frame: Frame, inside: np.ndarray, name: str, k: int, **params) -> np.ndarray:
+    """A (H, W) uint16 label image of ``frame`` by the baseline ``name`` on the points of the (H, W) mask
+    ``inside``: to compare with a method's labels, the pixels that method labelled."""
+    inside = np.asarray(inside, dtype=bool)
+    if inside.shape != frame.depth_m.shape:
+        raise ValueError(f"mask of shape {inside.shape} for a depth image of shape {frame.depth_m.shape}")
+    pixels = np.flatnonzero(inside)
+    points_m = backproject(frame.depth_m, frame.K).reshape(-1, 3)[pixels]
     labels = np.zeros(frame.depth_m.size, dtype=np.uint16)
-    labels[pixels] = run_baseline(name, points_m[pixels], k, **params)
+    labels[pixels] = run_baseline(name, points_m, k, **params)
     return labels.reshape(frame.depth_m.shape)

@@ -144,6 +144,10 @@ class ModelConfig:
     method: str = "per_seed"
     seed_jump_px: float = 1.5  # per_seed: a depth jump of this many pixel footprints separates seeds
     seed_fragment_fraction: float = 0.25  # per_seed: regions below this fraction of an N-th of the points join a neighbour
+    # A surface inside the workspace is followed this far beyond the box's floor face, where it continues
+    # without a depth jump: a thin part's top may stand within the box's clearance over the noisy floor.
+    # Keep it under that clearance (inspect --workspace-suggest leaves 3 sigma of the floor's noise); 0 crops at the box.
+    floor_band_m: float = 0.001
     # per_seed: each crop is turned about the optical axis so that its seed's long axis runs along the image
     # rows, and the network's pose is turned back; false keeps the crops as the camera sees them.
     align_crops: bool = False
@@ -180,6 +184,7 @@ class ModelConfig:
         _require(self.method in METHODS, f"method {self.method!r}: expected one of {', '.join(METHODS)}")
         _require(self.seed_jump_px > 0, "seed_jump_px must be positive")
         _require(0 <= self.seed_fragment_fraction < 1, "seed_fragment_fraction must be in [0, 1)")
+        _require(0 <= self.floor_band_m <= 0.05, "floor_band_m must be in [0, 0.05] m")
         _require(self.segmentation in ("transfer", "seeds"), f"segmentation {self.segmentation!r}: expected transfer or seeds")
         _require(self.segmentation == "transfer" or self.method == "per_seed", "segmentation seeds needs method per_seed")
         _require(self.input_size_px >= 32, "input_size_px must be at least 32")

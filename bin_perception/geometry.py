@@ -87,6 +87,18 @@ def in_workspace(points: np.ndarray, workspace: np.ndarray, camera_from_bin: np.
         return np.all((points >= workspace[0]) & (points <= workspace[1]), axis=-1)
 
 
+def floor_side_extended(workspace: np.ndarray, band_m: float, camera_from_bin: np.ndarray | None = None) -> np.ndarray:
+    """The (2, 3) workspace box with its z face away from the camera (the bin's floor side) moved ``band_m``
+    farther away; in the frame of the box (the bin's, with ``camera_from_bin``)."""
+    box = np.array(workspace, dtype=np.float64).reshape(2, 3)
+    camera_z = 0.0 if camera_from_bin is None else float(-(camera_from_bin[:3, :3].T @ camera_from_bin[:3, 3])[2])
+    if camera_z >= box[:, 2].mean():
+        box[0, 2] -= band_m
+    else:
+        box[1, 2] += band_m
+    return box
+
+
 def workspace_image_region(
     K: np.ndarray, shape: tuple[int, int], workspace: np.ndarray, camera_from_bin: np.ndarray | None = None
 ) -> tuple[slice, slice]:

@@ -130,3 +130,18 @@ def test_the_part_is_measured_through_a_structured_light_cameras_holes_and_noise
     size = perception.measure_part_size(frames)
     assert size is not None
     assert abs(size.extent - load_part("nut").max_extent_m) < 0.15 * load_part("nut").max_extent_m
+
+
+def test_a_thin_part_within_the_floors_noise_margin_is_kept_whole_and_the_floor_left_out():
+    from bin_perception.model.observation import workspace_mask
+
+    # The bracket's plates stand 3 mm over the floor; the real cell's box, 3 sigma of structured light's
+    # noise over it, cuts each plate into specks.
+    frames, workspace = _real_cell_frames("bracket", 2)
+    for frame in frames:
+        part = frame.gt_labels > 0
+        boxed = workspace_mask(frame, workspace)
+        followed = workspace_mask(frame, workspace, floor_band_m=0.001)
+        assert followed[boxed].all()
+        assert followed[part].mean() > boxed[part].mean() + 0.15
+        assert (~part[followed]).mean() < 0.01

@@ -68,11 +68,11 @@ def test_a_part_almost_hidden_is_its_sliver_not_half_of_the_part_in_front():
 
 
 def test_an_occluded_part_cut_in_two_rejoins_when_it_fits_the_parts_extent():
-    # 1.5 mm a pixel at 0.3 m. Bar A, 104 mm long, lies under bar B, 10 mm nearer, which cuts it in two.
+    # 1.5 mm a pixel at 0.3 m. Bar A, 104 mm long, lies under bar B, 48 mm long and 10 mm nearer, which cuts it in two.
     depth = np.full((80, 80), np.nan)
     depth[36:44, 5:75] = 0.300
-    depth[5:75, 36:44] = 0.290
-    left, right, top = (40, 10), (40, 70), (10, 40)
+    depth[24:56, 36:44] = 0.290
+    left, right, top = (40, 10), (40, 70), (26, 40)
     # Without the extent, the larger half of A is a seed and the other joins B, which it touches.
     labels = _seeds(depth, 2)
     assert labels[left] != labels[right]
@@ -140,6 +140,38 @@ def test_a_region_that_does_not_fit_the_parts_box_is_split():
     # one below, which then rejoin (both lie behind the top bar and together fit the part's extent).
     labels = _seeds(depth, 2, part_size_m=size_m)
     assert labels[left] == labels[right] != labels[top] == labels[bottom]
+
+
+def _discs(centres_px: list[tuple[int, int]], radius_px: int = 9, shape: tuple[int, int] = (60, 80)) -> np.ndarray:
+    """Flat discs 8 mm high on a floor that is not observed, their tops at one depth."""
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
+    depth = np.full(shape, np.nan)
+    for row, col in centres_px:
+        depth[(rows - row) ** 2 + (cols - col) ** 2 <= radius_px**2] = 0.300
+    return depth
+
+
+def test_parts_side_by_side_at_one_depth_are_halved_where_they_touch():
+    # Nuts flat on the floor, touching: no depth jump between them, and at a tighter jump no depth step either.
+    apart = _discs([(15, 15), (15, 50), (45, 15), (45, 50)])
+    inside = np.isfinite(apart)
+    size_m = part_size(np.repeat(whole_part_sizes(apart, inside, backproject(apart, _camera(apart))[inside], 200.0, 4), 2, axis=0))
+    depth = _discs([(30, 20), (30, 38), (12, 65), (48, 65)])  # the first two touch
+    depth[:, :16] -= 0.0012  # a chamfer on the first, a step under the jump: a tighter jump would cut there
+    labels = _seeds(depth, 4, part_size_m=size_m)
+    rows, cols = np.mgrid[0:60, 0:80]
+    left, right = ((rows - 30) ** 2 + (cols - 20) ** 2 <= 81), ((rows - 30) ** 2 + (cols - 38) ** 2 <= 81)
+    assert len(np.unique(labels[left & (cols < 28)])) == 1 and len(np.unique(labels[right & (cols > 30)])) == 1
+    assert labels[30, 20] != labels[30, 38]
+
+
+def test_a_speck_that_touches_nothing_is_no_seed():
+    depth = _discs([(30, 20), (30, 38), (15, 65)])  # three parts, two touching at one depth
+    depth[55, 5] = 0.298  # a flying pixel alone, far from every part
+    labels = _seeds(depth, 3)
+    # As a seed, the speck would leave the two touching parts in one.
+    assert labels[30, 20] != labels[30, 38]
+    assert len({labels[30, 20], labels[30, 38], labels[15, 65]}) == 3
 
 
 def test_the_part_size_is_measured_from_frames_of_whole_parts():

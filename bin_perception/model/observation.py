@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from ..frame import Frame
-from ..geometry import backproject, in_workspace
-from .seeds import PartSize, seed_labels, whole_part_sizes
+from ..geometry import backproject, floor_side_extended, in_workspace
+from .seeds import PartSize, depth_regions, seed_labels, whole_part_sizes
 
 
 @dataclass(frozen=True)
@@ -99,14 +99,16 @@ def observe(
     align_crops: bool = False,
     min_points: int = MIN_POINTS,
     camera_from_bin: np.ndarray | None = None,
+    floor_band_m: float = 0.0,
 ) -> Observation:
     """Back-project a frame, keep the workspace, normalise, and make the network's input.
 
     With ``seed_instances``, also seed that many instances and cut their crops; with
     ``seed_part_size_m`` too, the seeds go by the part's shape and rejoin the pieces of occluded parts.
-    With ``camera_from_bin``, the workspace box is in the bin's frame (:func:`~bin_perception.geometry.in_workspace`).
+    With ``camera_from_bin``, the workspace box is in the bin's frame (:func:`~bin_perception.geometry.in_workspace`);
+    ``floor_band_m`` follows surfaces that far beyond its floor face (:func:`workspace_mask`).
     """
-    inside, points_m = workspace_points(frame, workspace, min_points, camera_from_bin)
+    inside, points_m = workspace_points(frame, workspace, min_points, camera_from_bin, floor_band_m, seed_jump_px)
     pixels = np.flatnonzero(inside)
     points = normalization.to_model(points_m)
     height_m = np.where(inside, normalization.centre_m[2] - frame.depth_m, 0.0) / normalization.scale_m
@@ -138,27 +140,58 @@ def whole_part_sizes_m(
     seed_jump_px: float = 1.5,
     seed_fragment_fraction: float = 0.25,
     camera_from_bin: np.ndarray | None = None,
+    floor_band_m: float = 0.0,
 ) -> np.ndarray:
     """The sizes (k, 4) in metres of the frame's whole visible parts, where its seeds' regions number exactly N
     (:func:`bin_perception.model.seeds.whole_part_sizes`); none for a frame with too few points."""
     try:
-        inside, points_m = workspace_points(frame, workspace, instances, camera_from_bin)
+        inside, points_m = workspace_points(frame, workspace, instances, camera_from_bin, floor_band_m, seed_jump_px)
     except TooFewPointsError:
         return np.empty((0, 4))
     return whole_part_sizes(frame.depth_m, inside, points_m, float(frame.K[0, 0]), instances, seed_jump_px, seed_fragment_fraction)
 
 
-def workspace_mask(frame: Frame, workspace: np.ndarray, camera_from_bin: np.ndarray | None = None) -> np.ndarray:
-    """The (H, W) mask of the frame's valid pixels inside the workspace."""
-    return in_workspace(backproject(frame.depth_m, frame.K), workspace, camera_from_bin)
+def _inside(
+    frame: Frame, points_m: np.ndarray, workspace: np.ndarray, camera_from_bin: np.ndarray | None, floor_band_m: float, jump_px: float
+) -> np.ndarray:
+    inside = in_workspace(points_m, workspace, camera_from_bin)
+    if floor_band_m <= 0:
+        return inside
+    # Hysteresis, as an edge detector keeps its weak edges: the box's clearance over the floor is the floor's
+    # noise, and a thin part's top may stand within it. Beyond the floor face, only what continues a surface
+    # inside the box without a depth jump is kept, never the floor's own noise.
+    near = in_workspace(points_m, floor_side_extended(workspace, floor_band_m, camera_from_bin), camera_from_bin)
+    if near.sum() == inside.sum():
+        return inside
+    rows, cols = np.flatnonzero(near.any(axis=1)), np.flatnonzero(near.any(axis=0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    near_box = near[box]
+    regions = depth_regions(frame.depth_m[box], near_box, float(frame.K[0, 0]), jump_px)
+    reached = np.zeros(regions.max() + 1, dtype=bool)
+    reached[regions[inside[box][near_box]]] = True
+    near_box[near_box] = reached[regions]
+    return near
+
+
+def workspace_mask(
+    frame: Frame, workspace: np.ndarray, camera_from_bin: np.ndarray | None = None, floor_band_m: float = 0.0, jump_px: float = 1.5
+) -> np.ndarray:
+    """The (H, W) mask of the frame's valid pixels inside the workspace, and of those up to ``floor_band_m``
+    beyond its floor face that continue a surface inside it (depth steps under ``jump_px`` pixel footprints)."""
+    return _inside(frame, backproject(frame.depth_m, frame.K), workspace, camera_from_bin, floor_band_m, jump_px)
 
 
 def workspace_points(
-    frame: Frame, workspace: np.ndarray, min_points: int, camera_from_bin: np.ndarray | None = None
+    frame: Frame,
+    workspace: np.ndarray,
+    min_points: int,
+    camera_from_bin: np.ndarray | None = None,
+    floor_band_m: float = 0.0,
+    jump_px: float = 1.5,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The (H, W) mask of the valid pixels inside the workspace, and their points (n, 3) in metres, row-major."""
+    """The (H, W) :func:`workspace_mask`, and its points (n, 3) in metres, row-major."""
     points_m = backproject(frame.depth_m, frame.K)
-    inside = in_workspace(points_m, workspace, camera_from_bin)
+    inside = _inside(frame, points_m, workspace, camera_from_bin, floor_band_m, jump_px)
     count = int(inside.sum())
     if count < min_points:
         raise TooFewPointsError(f"frame at stamp {frame.stamp_ns}: {count} valid points in the workspace, need {min_points}")

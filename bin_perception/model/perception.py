@@ -113,7 +113,12 @@ class BinPerception(nn.Module):
 
     def check_observable(self, frame: Frame) -> None:
         """Raise :class:`TooFewPointsError` where :meth:`observe` would, at the cost of the back-projection alone."""
-        workspace_points(frame, self.workspace, MIN_POINTS, self.camera_from_bin)
+        workspace_points(frame, self.workspace, MIN_POINTS, self.camera_from_bin, self.config.floor_band_m, self.config.seed_jump_px)
+
+    def workspace_mask(self, frame: Frame) -> np.ndarray:
+        """The (H, W) mask of ``frame``'s pixels that this model observes (before any decimation): the workspace,
+        and the surfaces that continue it ``floor_band_m`` beyond its floor face."""
+        return workspace_mask(frame, self.workspace, self.camera_from_bin, self.config.floor_band_m, self.config.seed_jump_px)
 
     def observed_region(self, frame: Frame) -> tuple[slice, slice]:
         """The rows and columns of ``frame`` that can see the workspace: all that is observed of it."""
@@ -138,14 +143,15 @@ class BinPerception(nn.Module):
         return observe(
             self.observed_frame(frame), self.workspace, self.normalization, config.input_size_px, seeds,
             config.seed_jump_px, config.seed_fragment_fraction, self.part_size_m, config.align_crops,
-            camera_from_bin=self.camera_from_bin,
+            camera_from_bin=self.camera_from_bin, floor_band_m=config.floor_band_m,
         )
 
     def frame_part_sizes_m(self, frame: Frame) -> np.ndarray:
         """The sizes (k, 4) in metres of the whole parts in one frame: its seeds' regions where they number exactly N."""
         config = self.config
         return whole_part_sizes_m(
-            self.observed_frame(frame), self.workspace, self.instances, config.seed_jump_px, config.seed_fragment_fraction, self.camera_from_bin
+            self.observed_frame(frame), self.workspace, self.instances, config.seed_jump_px, config.seed_fragment_fraction,
+            self.camera_from_bin, config.floor_band_m,
         )
 
     def measure_part_size(self, frames: Iterable[Frame]) -> PartSize | None:
@@ -211,7 +217,7 @@ class BinPerception(nn.Module):
         if obs.shape != frame.depth_m.shape:
             rows, cols = self.observed_region(frame)
             region = crop_frame(frame, rows, cols)
-            keep = workspace_mask(region, self.workspace, self.camera_from_bin)
+            keep = self.workspace_mask(region)
             full = np.zeros(frame.depth_m.shape, dtype=labels.dtype)
             full[rows, cols] = upsampled_labels(labels, self.decimation(frame), region.depth_m.shape, keep)
             labels = full

@@ -16,7 +16,8 @@ steep face seen at a grazing angle). Then:
    jump, back to its own base). And a region that does not fit the part's
    box (two parts crossing where one slopes down onto the other without a
    jump) is split in two at ever smaller jumps, and its halves in turn,
-   where the halves fit the box better.
+   where the halves fit the box better; a region wider than 1.5 parts may
+   fall instead into two compact halves (parts side by side at one depth).
 2. Where the part's size is known, pieces of one part that another part
    lying across it cuts apart are rejoined: two regions that both lie behind
    the same region and do not touch merge, the pair of smallest union first,
@@ -24,7 +25,7 @@ steep face seen at a grazing angle). Then:
    size needs no model: it is measured on frames whose regions number
    exactly N (:func:`whole_part_sizes`), where each region is most likely
    one whole visible part.
-3. The N largest regions are the seeds. An island (any other region) that
+3. The N largest regions, short of fragments that touched nothing, are the seeds. An island (any other region) that
    touches several seeds joins the one that, with it, fits the part's box
    clearly best; the rest join the nearest seed, point by point.
 4. While fewer than N remain (parts touching at the same depth, or a part
@@ -72,6 +73,8 @@ _BOX_MARGIN = 0.04
 # Fragments smaller than this fraction of the fragment size stay where the depth step put them: too few
 # points for their shape to matter, and too many such slivers to weigh each.
 _SIZEABLE_FRAGMENT = 0.05
+# A region wider than this many part extents holds more than one part, whatever its depth steps say.
+_SIDE_BY_SIDE_EXTENT = 1.5
 
 
 @dataclass(frozen=True)
@@ -281,9 +284,12 @@ def whole_part_sizes(
     return np.column_stack([(high - low).max(axis=1), np.stack(spans)])
 
 
-def _largest_to_labels(points: np.ndarray, regions: np.ndarray, instances: int) -> np.ndarray:
-    """Labels 1..k (k <= N) from the N largest regions; every other point joins the nearest of them."""
-    largest = np.argsort(-np.bincount(regions), kind="stable")[:instances]
+def _largest_to_labels(points: np.ndarray, regions: np.ndarray, instances: int, min_points: float = 1.0) -> np.ndarray:
+    """Labels 1..k (k <= N) from the N largest regions of at least ``min_points`` (the largest, if none is);
+    every other point joins the nearest of them."""
+    sizes = np.bincount(regions)
+    largest = np.argsort(-sizes, kind="stable")[:instances]
+    largest = largest[sizes[largest] >= min(min_points, sizes.max())]
     kept = np.isin(regions, largest)
     labels = np.zeros(len(points), dtype=np.int64)
     labels[kept] = np.searchsorted(np.sort(largest), regions[kept]) + 1
@@ -333,12 +339,20 @@ def _split_misfits(
         excess = _box_excess(points[members], box)
         if excess <= margin:
             continue
-        halves = _tighter_halves(depth_m, _pixel_mask(depth_m.shape, pixels[members]), points[members], fx_px, jump_px, smallest)
-        if halves is None:
-            continue
-        first, second = members[halves == 0], members[halves == 1]
-        if _box_excess(points[first], box) + _box_excess(points[second], box) < excess - margin:
-            regions[second] = regions.max() + 1
+        candidates = [_tighter_halves(depth_m, _pixel_mask(depth_m.shape, pixels[members]), points[members], fx_px, jump_px, smallest)]
+        # Parts that touch side by side at one depth (two nuts flat on the floor) show no jump to split at, and
+        # a tighter jump cuts through one of them; their points fall apart into two compact halves.
+        if widest_projection(points[members]) > _SIDE_BY_SIDE_EXTENT * size.extent:
+            candidates.append(KMeans(n_clusters=2, n_init=3, random_state=0).fit_predict(points[members]))
+        best, best_excess = None, excess - margin
+        for halves in candidates:
+            if halves is None:
+                continue
+            halves_excess = _box_excess(points[members[halves == 0]], box) + _box_excess(points[members[halves == 1]], box)
+            if halves_excess < best_excess:
+                best, best_excess = halves, halves_excess - margin
+        if best is not None:
+            regions[members[best == 1]] = regions.max() + 1
             pending += [region, regions.max()]
     return regions
 
@@ -347,7 +361,7 @@ def _split_in_two(
     depth_m: np.ndarray, pixels: np.ndarray, points: np.ndarray, fx_px: float, jump_px: float, min_points: float, seed: int
 ) -> np.ndarray:
     """0/1 halves of one seed: its two largest regions at the first smaller jump that gives two big enough;
-    else its second largest region at ``jump_px``; else K-means."""
+    else the largest of its regions at ``jump_px`` beside its largest; else K-means."""
     member = _pixel_mask(depth_m.shape, pixels)
     halves = _tighter_halves(depth_m, member, points, fx_px, jump_px, min_points)
     if halves is not None:
@@ -355,9 +369,13 @@ def _split_in_two(
     # No two big regions: most likely one part and a sliver of another that it nearly hides. Halving
     # the part would cut a whole part in two; the sliver, if wrong, costs a few points.
     regions = depth_regions(depth_m, member, fx_px, jump_px)
-    sizes = np.bincount(regions)
-    if len(sizes) > 1:
-        return (regions == np.argsort(-sizes, kind="stable")[1]).astype(np.int64)
+    largest = int(np.argmax(np.bincount(regions)))
+    # A sliver lies beside the part that hides it; a speck that touches nothing (the seed took it in as
+    # its nearest point) is no part.
+    beside = [y if x == largest else x for x, y in _region_steps(depth_m, member, regions)[0].tolist() if largest in (x, y)]
+    if beside:
+        sliver = max(beside, key=lambda r: int((regions == r).sum()))
+        return (regions == sliver).astype(np.int64)
     return KMeans(n_clusters=2, n_init=3, random_state=seed).fit_predict(points)
 
 
@@ -464,7 +482,9 @@ def seed_labels(
             regions = _bridge_occluded(points, regions, _occlusions(depth_m, inside, regions), instances, part_size.extent)
         if regions.max() + 1 > instances:
             regions = _islands_by_shape(depth_m, inside, points, regions, instances, part_size)
-    labels = _largest_to_labels(points, regions, instances)
+    # A fragment that touched nothing to join (a flying pixel, a speck of the floor's noise) is no part: it
+    # joins the nearest seed, and a seed too few is split from the widest below.
+    labels = _largest_to_labels(points, regions, instances, 0.5 * min_points)
     pixels = np.flatnonzero(inside)
     # Fewer regions than instances: touching parts merged; split the one that spans the most.
     while labels.max() < instances:

@@ -109,16 +109,11 @@ def start_camera(out: Path, part: str, instances: int, rate_hz: float, cell: Pat
     )
 
 
-def summarise(
-    results: list[Result], instances: int, workspace: np.ndarray, wall_s: float, camera_from_bin: np.ndarray | None = None
-) -> dict:
-    """Rate, latency and pairwise F1 (the node's and K-means's on the same frames) of collected results."""
+def summarise(results: list[Result], instances: int, wall_s: float) -> dict:
+    """Rate, latency and pairwise F1 (the node's and K-means's on the same frames and points) of collected results."""
     latencies_ms = 1000 * np.array([r.latency_s for r in results])
     ours = [label_image_scores(r.frame.gt_labels, r.labels).f1 for r in results]
-    kmeans = [
-        label_image_scores(r.frame.gt_labels, baseline_label_image(r.frame, workspace, "kmeans", instances, camera_from_bin)).f1
-        for r in results
-    ]
+    kmeans = [label_image_scores(r.frame.gt_labels, baseline_label_image(r.frame, r.labels > 0, "kmeans", instances)).f1 for r in results]
     return {
         "frames": len(results),
         "rate_hz": len(results) / wall_s,
@@ -168,7 +163,7 @@ def run_demo(
         stop_process(camera)
     if not results:
         raise RuntimeError(f"no results collected; see the logs in {out}")
-    summary = summarise(results, instances, perception.workspace, wall_s, perception.camera_from_bin)
+    summary = summarise(results, instances, wall_s)
     summary.update(part=part, instances=instances, camera_rate_hz=rate_hz, checkpoint=str(checkpoint), cell=str(cell))
     shown = results[:: max(len(results) // 4, 1)][:4]
     extent_m = float(np.ptp(perception.model_points_m(), axis=0).max())
@@ -239,7 +234,7 @@ def run_inloop_demo(
             window_start_s = time.monotonic()
             results = collect(10**9, timeout_s=window_s)  # every result of the window
             if results:
-                row = summarise(results, instances, workspace, time.monotonic() - window_start_s, camera_from_bin)
+                row = summarise(results, instances, time.monotonic() - window_start_s)
                 row["minute"] = (time.monotonic() - start_s) / 60
                 rows.append(row)
                 print(f"  {row['minute']:5.1f} min: F1 {row['f1']:.3f} (K-means {row['f1_kmeans']:.3f}), "

@@ -73,7 +73,9 @@ _ROS_TYPES = {
     list: Parameter.Type.DOUBLE_ARRAY,
 }
 # Parameters that the model (rather than the node) holds; declared after the checkpoint is loaded.
-_MODEL_PARAMETERS = ("instances", "workspace", "bin_pose", "model.hpr_exponent", "model.observed_points", "model.refine")
+_MODEL_PARAMETERS = (
+    "instances", "workspace", "bin_pose", "model.floor_band_m", "model.hpr_exponent", "model.observed_points", "model.refine"
+)
 # The bin pose of a workspace box in the camera's own frame.
 _CAMERA_FRAME_POSE = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
 
@@ -103,6 +105,7 @@ def _model_values(perception: BinPerception) -> dict[str, object]:
         "instances": perception.instances,
         "workspace": perception.workspace.ravel().tolist(),
         "bin_pose": _CAMERA_FRAME_POSE if perception.camera_from_bin is None else bin_pose_values(perception.camera_from_bin).tolist(),
+        "model.floor_band_m": float(perception.config.floor_band_m),
         "model.hpr_exponent": -1.0 if hpr is None else float(hpr),
         "model.observed_points": perception.config.observed_points,
         "model.refine": perception.config.refine,
@@ -125,6 +128,8 @@ def _apply(perception: BinPerception, name: str, value: object) -> None:
         perception.set_workspace(parse_workspace(list(value)), perception.camera_from_bin)
     elif name == "bin_pose":
         perception.set_workspace(perception.workspace, parse_bin_pose(list(value)))
+    elif name == "model.floor_band_m":
+        perception.config = dataclasses.replace(perception.config, floor_band_m=float(value))
     elif name == "model.hpr_exponent":
         hpr = None if value < 0 else float(value)
         perception.config = dataclasses.replace(perception.config, hpr_exponent=hpr)
