@@ -368,6 +368,13 @@ def _correct_predictions(errors: PoseErrors, count: int, diameter_m: float, symm
     return correct
 
 
+def instance_rotation_errors_deg(errors: Sequence[PoseErrors]) -> np.ndarray:
+    """One rotation error per true instance of every frame's :func:`pose_errors`: the matched ones', then 180
+    degrees for each instance that no prediction was matched to."""
+    misses = sum(e.unmatched_true for e in errors)
+    return np.concatenate([*(e.rotation_error_deg for e in errors), np.full(misses, 180.0)])
+
+
 def pose_recalls(
     errors: Sequence[PoseErrors],
     diameter_m: float,
@@ -383,14 +390,14 @@ def pose_recalls(
         raise ValueError(f"diameter_m must be positive, got {diameter_m}")
     misses = sum(e.unmatched_true for e in errors)
 
-    def joined(name: str, miss_value: float = np.inf) -> np.ndarray:
-        """One error per true instance: the matched ones', then ``miss_value`` for each miss."""
-        return np.concatenate([*(getattr(e, name) for e in errors), np.full(misses, miss_value)])
+    def joined(name: str) -> np.ndarray:
+        """One error per true instance: the matched ones', then infinity for each miss."""
+        return np.concatenate([*(getattr(e, name) for e in errors), np.full(misses, np.inf)])
 
     add_m = joined("add_m" if symmetry == "none" else "adds_m")
     if len(add_m) == 0:
         raise ValueError("no true instances to score")
-    mssd_m, mspd_px, rotation_deg = joined("mssd_m"), joined("mspd_px"), joined("rotation_error_deg", 180.0)
+    mssd_m, mspd_px, rotation_deg = joined("mssd_m"), joined("mspd_px"), instance_rotation_errors_deg(errors)
     top_pick = reliability = None
     if confidences is not None:
         if len(confidences) != len(errors):

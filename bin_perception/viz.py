@@ -195,3 +195,38 @@ def curves(x: Sequence[float], series: dict[str, Sequence[float]], path: str | o
     ax.legend()
     fig.tight_layout()
     return _save(fig, path)
+
+
+def pose_error_figure(
+    rotation_error_deg: np.ndarray,
+    reliability: Sequence[tuple[float, float, int, float]] | None,
+    path: str | os.PathLike,
+    title: str = "",
+) -> Path:
+    """The rotation error of every true instance (a miss at 180 degrees) as a histogram, and beside it, where
+    the poses have confidences, the fraction correct in each confidence bin: one PNG."""
+    panels = 2 if reliability else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 3.4), squeeze=False)
+    ax = axes[0, 0]
+    ax.hist(np.clip(rotation_error_deg, 0.0, 180.0), bins=np.arange(0.0, 185.0, 5.0), color="tab:blue")
+    for limit_deg in (5.0, 15.0):
+        ax.axvline(limit_deg, color="tab:green", linestyle="--", linewidth=1)
+    ax.set_xlabel("rotation error (deg; a miss counts 180)")
+    ax.set_ylabel("true instances")
+    ax.set_xlim(0, 180)
+    if reliability:
+        ax = axes[0, 1]
+        centres = [(low + high) / 2 for low, high, _, _ in reliability]
+        fractions = [0.0 if np.isnan(right) else right for _, _, _, right in reliability]
+        bars = ax.bar(centres, fractions, width=0.18, color="tab:orange")
+        for bar, (_, _, count, _) in zip(bars, reliability):
+            ax.annotate(str(count), (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8)
+        ax.plot([0, 1], [0, 1], color="grey", linewidth=1)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.1)
+        ax.set_xlabel("confidence (poses in each bin above the bar)")
+        ax.set_ylabel("fraction correct, ADD(-S) < 0.1 d")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -161,6 +161,18 @@ def test_hand_made_16uc1_sqlite3_bag_reads_in_metres(tmp_path):
         assert frame.K[0, 0] == 300.0 and frame.gt_labels is None
 
 
+def test_depth_in_millimetres_round_trips_as_a_cameras_driver_publishes_it():
+    from bin_perception.io.messages import depth_from_image, depth_mm_from_m, image_msg
+
+    depth_m = np.array([[0.7004, 0.6996, np.nan], [-1.0, np.inf, 70.0]])
+    depth_mm = depth_mm_from_m(depth_m)
+    assert depth_mm.dtype == np.uint16
+    assert depth_mm.tolist() == [[700, 700, 0], [0, 0, 0]]  # no return, behind, infinite and out of range: 0
+    back_m = depth_from_image(image_msg(1, "camera", depth_mm, "16UC1"))
+    np.testing.assert_allclose(back_m[0, :2], [0.7, 0.7], rtol=1e-6)
+    assert np.isnan(back_m[0, 2]) and np.isnan(back_m[1]).all()
+
+
 def test_reading_streams_rather_than_loading_the_bag(tmp_path):
     stamps = [10**9 * (i + 1) for i in range(120)]
     depth = np.full((240, 320), 0.5, dtype=np.float32)  # 300 kB a frame, 36 MB in all

@@ -299,6 +299,9 @@ def test_parameters_change_at_run_time_and_services_save_and_reload(ros, checkpo
     ok, reason = set_one("model.refine", "ransac")
     assert not ok and "parameter model.refine: 'ransac': expected one of none, icp" in reason
     assert set_one("model.refine", "icp") == (True, "")
+    assert set_one("model.floor_band_m", 0.002) == (True, "")
+    ok, reason = set_one("model.floor_band_m", -0.001)
+    assert not ok and "model.floor_band_m" in reason
     assert set_one("instances", 4) == (True, "")  # the per-seed method takes any N
     ok, reason = set_one("mode", "train_inloop")
     assert not ok and "fixed at start-up" in reason

@@ -146,3 +146,18 @@ def test_the_table_command_writes_the_section(tmp_path):
     assert "| nut | 2 | 0.987 (0.99 / 0.98) | 0.981 (0.98 / 0.98) | 0.862 (0.89 / 0.85) | 0.942 (0.97 / 0.92) |" in section
     assert "train_minutes 4" in section and "| `[0].scenes_per_s` | 12 |" in section
     assert json.loads((out / "table.json").read_text())["settings"]["per_seed_train_n"] == 2
+
+
+def test_the_pose_table_shows_the_poses_on_the_true_segments_beside_the_models_own():
+    rows = _table()["rows"]
+    poses = {"add_recall": 0.5, "ar": 0.6, "rotation_median_deg": 12.0}
+    on_truth = {"true_segments_add_recall": 0.75, "true_segments_ar": 0.8, "true_segments_rotation_median_deg": 4.0}
+    for row in rows:
+        row["model"].update(poses, **on_truth)
+    text = results.pose_table({"columns": ["model", "kmeans"], "rows": rows}, {"model": "ours"})
+    header, _, *lines = text.splitlines()
+    assert header == (
+        "| part | N | ours: ADD(-S) < 0.1 d / AR / median rotation (deg) | "
+        "ours on the true segments: ADD(-S) < 0.1 d / AR / median rotation (deg) |"
+    )
+    assert lines[0] == "| nut | 2 | 0.500 / 0.600 / 12.0 | 0.750 / 0.800 / 4.0 |"

@@ -5,6 +5,7 @@ import trimesh
 from bin_perception.baselines import kmeans_labels
 from bin_perception.config import Config, ModelConfig, TrainConfig
 from bin_perception.geometry import backproject, in_workspace
+from bin_perception.io.bag import BagReader
 from bin_perception.learning.evaluate import evaluate
 from bin_perception.learning.trainer import train
 from bin_perception.metrics import pairwise_scores
@@ -225,6 +226,18 @@ def test_seeded_training_and_evaluation(tmp_path):
     methods = metrics["methods"]
     assert set(methods) == {"model", "model_seeds", "kmeans"}
     assert metrics["fused_model_fidelity_m"] > 0 and (tmp_path / "report" / "fused_model_vs_mesh.png").is_file()
+    assert (tmp_path / "report" / "pose_errors.png").is_file() and 0 <= methods["model"]["top_pick"] <= 1
+    # The same model's poses fitted to the true segments, scored alike.
+    assert 0 <= methods["model"]["true_segments_add_recall"] <= 1 and 0 <= methods["model"]["true_segments_ar"] <= 1
+    perception = result.perception
+    frame = next(iter(BagReader(str(bag))))
+    points = perception.observe(frame).points
+    with pytest.raises(ValueError, match="expected labels 1..k"):
+        perception.observe(frame, np.full(len(points), 2))
+    seeds = np.where(np.arange(len(points)) < len(points) // 2, 1, 2)
+    given = perception.observe(frame, seeds)
+    np.testing.assert_array_equal(given.seeds, seeds)
+    assert perception.predict(frame, given).poses.shape == (2, 4, 4)
     assert methods["model_seeds"]["f1"] > methods["kmeans"]["f1"]
     assert methods["model"]["f1"] > 0.6 and methods["model"]["frames"] == 24
     # One part at a time: the same model perceives bins of another N.

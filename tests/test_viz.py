@@ -3,7 +3,7 @@
 import numpy as np
 
 from bin_perception.frame import Frame
-from bin_perception.viz import contact_sheet, depth_range_m, instance_colours, overlay_image, segmentation_overlays
+from bin_perception.viz import contact_sheet, depth_range_m, instance_colours, overlay_image, pose_error_figure, segmentation_overlays
 
 K = np.array([[100.0, 0.0, 40.0], [0.0, 100.0, 30.0], [0.0, 0.0, 1.0]])
 
@@ -72,3 +72,15 @@ def test_the_contact_sheet_scales_its_depth_by_the_robust_range(tmp_path, monkey
     depth_m[0, 0] = 40.0
     contact_sheet([Frame(depth_m, K, stamp_ns=0, frame_id="camera")], tmp_path / "sheet.png")
     assert shown[0]["vmin"] == 0.50 and shown[0]["vmax"] < 0.53
+
+
+def test_the_pose_error_figure_shows_the_histogram_and_the_reliability_bars(tmp_path):
+    import cv2
+
+    errors_deg = np.array([1.0, 2.0, 3.0, 178.0, 180.0])
+    reliability = [(0.0, 0.2, 2, 0.0), (0.2, 0.4, 0, float("nan")), (0.4, 0.6, 0, float("nan")), (0.6, 0.8, 1, 1.0), (0.8, 1.0, 2, 1.0)]
+    both = cv2.imread(str(pose_error_figure(errors_deg, reliability, tmp_path / "both.png", "lever")))
+    alone = cv2.imread(str(pose_error_figure(errors_deg, None, tmp_path / "alone.png")))
+    # Two panels side by side without confidences' one: the reliability bars take their own axes.
+    assert both.shape[1] > 1.8 * alone.shape[1] and both.shape[0] == alone.shape[0]
+    assert not list(tmp_path.glob(".*"))  # written under a temporary name, then renamed

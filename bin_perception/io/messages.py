@@ -68,6 +68,15 @@ def depth_from_image(msg: Any, source: str = "depth image") -> np.ndarray:
     raise FrameError(f"{source}: unknown depth encoding {msg.encoding!r}; expected one of {', '.join(DEPTH_ENCODINGS)}", "encoding")
 
 
+def depth_mm_from_m(depth_m: np.ndarray) -> np.ndarray:
+    """``16UC1`` millimetres from metres, as a depth camera's driver publishes them: rounded to the
+    millimetre, 0 where invalid (non-finite or not positive) and beyond 65.535 m."""
+    depth_mm = np.rint(np.asarray(depth_m, dtype=np.float64) * 1000.0)
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(depth_mm) & (depth_mm > 0) & (depth_mm <= np.iinfo(np.uint16).max)
+    return np.where(valid, depth_mm, 0).astype(np.uint16)
+
+
 def labels_from_image(msg: Any, source: str = "label image") -> np.ndarray:
     if msg.encoding not in ("mono16", "16UC1"):
         raise FrameError(f"{source}: label images must be mono16, got {msg.encoding!r}", "encoding")

@@ -100,25 +100,35 @@ def observe(
     min_points: int = MIN_POINTS,
     camera_from_bin: np.ndarray | None = None,
     floor_band_m: float = 0.0,
+    seeds: np.ndarray | None = None,
 ) -> Observation:
     """Back-project a frame, keep the workspace, normalise, and make the network's input.
 
     With ``seed_instances``, also seed that many instances and cut their crops; with
     ``seed_part_size_m`` too, the seeds go by the part's shape and rejoin the pieces of occluded parts.
     With ``camera_from_bin``, the workspace box is in the bin's frame (:func:`~bin_perception.geometry.in_workspace`);
-    ``floor_band_m`` follows surfaces that far beyond its floor face (:func:`workspace_mask`).
+    ``floor_band_m`` follows surfaces that far beyond its floor face (:func:`workspace_mask`). Given
+    ``seeds`` (labels 1..k, 0 for none, one per workspace point in row-major order), the crops are cut from
+    them instead.
     """
     inside, points_m = workspace_points(frame, workspace, min_points, camera_from_bin, floor_band_m, seed_jump_px)
     pixels = np.flatnonzero(inside)
     points = normalization.to_model(points_m)
     height_m = np.where(inside, normalization.centre_m[2] - frame.depth_m, 0.0) / normalization.scale_m
     image = _resized(height_m, input_size_px)
-    if seed_instances is None:
+    if seeds is not None:
+        seeds = np.asarray(seeds, dtype=np.int64)
+        present = np.unique(seeds[seeds > 0])
+        if seeds.shape != (len(points),) or not np.array_equal(present, np.arange(1, len(present) + 1)) or len(present) == 0:
+            raise ValueError(f"seeds: expected labels 1..k, each given, for the {len(points)} workspace points")
+        seed_instances = len(present)
+    elif seed_instances is None:
         return Observation(points, pixels, image, frame.depth_m.shape)
-    part_size = None if seed_part_size_m is None else seed_part_size_m.scaled(1.0 / normalization.scale_m)
-    seeds = seed_labels(
-        frame.depth_m, inside, points, float(frame.K[0, 0]), seed_instances, seed_jump_px, seed_fragment_fraction, part_size=part_size
-    )
+    else:
+        part_size = None if seed_part_size_m is None else seed_part_size_m.scaled(1.0 / normalization.scale_m)
+        seeds = seed_labels(
+            frame.depth_m, inside, points, float(frame.K[0, 0]), seed_instances, seed_jump_px, seed_fragment_fraction, part_size=part_size
+        )
     centres = np.stack([points[seeds == i].mean(axis=0) for i in range(1, seed_instances + 1)]).astype(np.float32)
     rows, cols = np.divmod(pixels, frame.depth_m.shape[1])
     crops, angles = [], []

@@ -135,15 +135,18 @@ class BinPerception(nn.Module):
         index this frame's images."""
         return decimate_frame(crop_frame(frame, *self.observed_region(frame)), self.decimation(frame))
 
-    def observe(self, frame: Frame) -> Observation:
+    def observe(self, frame: Frame, seeds: np.ndarray | None = None) -> Observation:
         """The observation of ``frame``'s region that can see the workspace, decimated first where it is wider
-        than ``max_observed_width_px``."""
-        seeds = self.instances if self.per_seed else None
+        than ``max_observed_width_px``. A per-seed model may be given its ``seeds`` (labels 1..k, 0 for
+        none, one per observed point, as the observation's points come) in place of its own: to score the
+        poses that it fits to known segments."""
+        if seeds is not None and not self.per_seed:
+            raise ValueError("seeds given to a whole_image model, which has none")
         config = self.config
         return observe(
-            self.observed_frame(frame), self.workspace, self.normalization, config.input_size_px, seeds,
-            config.seed_jump_px, config.seed_fragment_fraction, self.part_size_m, config.align_crops,
-            camera_from_bin=self.camera_from_bin, floor_band_m=config.floor_band_m,
+            self.observed_frame(frame), self.workspace, self.normalization, config.input_size_px,
+            self.instances if self.per_seed else None, config.seed_jump_px, config.seed_fragment_fraction, self.part_size_m,
+            config.align_crops, camera_from_bin=self.camera_from_bin, floor_band_m=config.floor_band_m, seeds=seeds,
         )
 
     def frame_part_sizes_m(self, frame: Frame) -> np.ndarray:
@@ -180,7 +183,7 @@ class BinPerception(nn.Module):
         angles = torch.from_numpy(np.concatenate([o.angles for o in observations])).to(device)
         rotations, offsets = seed_poses(self.net, crops, angles)
         centres = torch.from_numpy(np.stack([o.centres for o in observations])).to(device)
-        shape = (len(observations), self.instances)
+        shape = (len(observations), len(observations[0].centres))
         return rotations.view(*shape, 3, 3), offsets.view(*shape, 3) + centres
 
     @torch.no_grad()
@@ -206,9 +209,9 @@ class BinPerception(nn.Module):
                 signs = best_channels(observed, model, rotations, translations, self.normalization.camera, self.config.hpr_exponent)
             scene = render(model, rotations, translations, signs)
             visible = visible_scene(scene, self.normalization.camera, self.config.hpr_exponent)[0].cpu().numpy()
-            visible_points, visible_ids = scene[0].cpu().numpy()[visible], instance_ids(self.instances, len(model))[visible]
+            visible_points, visible_ids = scene[0].cpu().numpy()[visible], instance_ids(rotations.shape[1], len(model))[visible]
         point_labels = transfer_labels(obs.points, visible_points, visible_ids) if transfer else obs.seeds
-        poses = np.tile(np.eye(4), (self.instances, 1, 1))
+        poses = np.tile(np.eye(4), (rotations.shape[1], 1, 1))
         # Model units to metres: the rotation is unchanged, the translation rescales.
         poses[:, :3, :3] = rotations[0].cpu().numpy()
         poses[:, :3, 3] = self.normalization.to_metres(translations[0].cpu().numpy())

@@ -2,7 +2,8 @@
 
 Publishes (relative names), all stamped alike with the node's clock and framed in the camera's
 optical frame (``camera.frame_id`` of the config):
-    depth/image        sensor_msgs/Image 32FC1, metres (NaN = no return)   sensor-data QoS
+    depth/image        sensor_msgs/Image 32FC1, metres (NaN = no return), or  sensor-data QoS
+                       16UC1, millimetres (0 = no return) for a sensor with 1 mm depth units
     depth/camera_info  sensor_msgs/CameraInfo                              sensor-data QoS
     color/image        sensor_msgs/Image rgb8                              sensor-data QoS
     gt/labels          sensor_msgs/Image mono16, the true instance ids     reliable
@@ -42,6 +43,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from ..config import ConfigError, load_config
 from ..frame import Frame
+from ..io.messages import depth_mm_from_m
 from ..sim.dataset import scene_frame
 from ..sim.parts import load_part
 from ..sim.scene import BinSimulator
@@ -77,6 +79,9 @@ class SimCameraNode(Node):
         except (ConfigError, FileNotFoundError, ValueError) as error:
             raise StartupError(f"{error}") from None
         self._frame_id = config.camera.frame_id
+        # A camera whose depth comes in whole millimetres publishes 16UC1, as RealSense's driver does: half
+        # the bytes of 32FC1 on the wire.
+        self._depth_in_mm = self._simulator.sensor.depth_unit_m == 0.001
 
         camera_qos = qos_profile_sensor_data
         truth_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -133,7 +138,10 @@ class SimCameraNode(Node):
         self._gt_poses.publish(ros_messages.pose_array(head, frame.gt_poses))
         self._info.publish(ros_messages.camera_info(head, frame.K, width_px, height_px))
         self._color.publish(ros_messages.image(head, frame.rgb, "rgb8"))
-        self._depth.publish(ros_messages.image(head, frame.depth_m.astype(np.float32), "32FC1"))
+        if self._depth_in_mm:
+            self._depth.publish(ros_messages.image(head, depth_mm_from_m(frame.depth_m), "16UC1"))
+        else:
+            self._depth.publish(ros_messages.image(head, frame.depth_m.astype(np.float32), "32FC1"))
 
     def destroy_node(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
