@@ -26,10 +26,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
+from scipy import ndimage
 
 from ..frame import Frame
 from ..geometry import backproject, floor_side_extended, in_workspace
-from .seeds import PartSize, depth_regions, seed_labels, whole_part_sizes
+from .seeds import PartSize, seed_labels, whole_part_sizes
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def observe(
     ``seeds`` (labels 1..k, 0 for none, one per workspace point in row-major order), the crops are cut from
     them instead.
     """
-    inside, points_m = workspace_points(frame, workspace, min_points, camera_from_bin, floor_band_m, seed_jump_px)
+    inside, points_m = workspace_points(frame, workspace, min_points, camera_from_bin, floor_band_m)
     pixels = np.flatnonzero(inside)
     points = normalization.to_model(points_m)
     height_m = np.where(inside, normalization.centre_m[2] - frame.depth_m, 0.0) / normalization.scale_m
@@ -155,40 +156,39 @@ def whole_part_sizes_m(
     """The sizes (k, 4) in metres of the frame's whole visible parts, where its seeds' regions number exactly N
     (:func:`bin_perception.model.seeds.whole_part_sizes`); none for a frame with too few points."""
     try:
-        inside, points_m = workspace_points(frame, workspace, instances, camera_from_bin, floor_band_m, seed_jump_px)
+        inside, points_m = workspace_points(frame, workspace, instances, camera_from_bin, floor_band_m)
     except TooFewPointsError:
         return np.empty((0, 4))
     return whole_part_sizes(frame.depth_m, inside, points_m, float(frame.K[0, 0]), instances, seed_jump_px, seed_fragment_fraction)
 
 
 def _inside(
-    frame: Frame, points_m: np.ndarray, workspace: np.ndarray, camera_from_bin: np.ndarray | None, floor_band_m: float, jump_px: float
+    frame: Frame, points_m: np.ndarray, workspace: np.ndarray, camera_from_bin: np.ndarray | None, floor_band_m: float
 ) -> np.ndarray:
-    inside = in_workspace(points_m, workspace, camera_from_bin)
     if floor_band_m <= 0:
-        return inside
+        return in_workspace(points_m, workspace, camera_from_bin)
     # Hysteresis, as an edge detector keeps its weak edges: the box's clearance over the floor is the floor's
-    # noise, and a thin part's top may stand within it. Beyond the floor face, only what continues a surface
-    # inside the box without a depth jump is kept, never the floor's own noise.
-    near = in_workspace(points_m, floor_side_extended(workspace, floor_band_m, camera_from_bin), camera_from_bin)
+    # noise, and a thin part's top may stand within it. Beyond the floor face, only what touches the surfaces
+    # inside the box is kept, never the floor's own noise, which stays under the band.
+    if camera_from_bin is not None:
+        points_m = (points_m - camera_from_bin[:3, 3]) @ camera_from_bin[:3, :3]
+    near = in_workspace(points_m, floor_side_extended(workspace, floor_band_m, camera_from_bin))
+    with np.errstate(invalid="ignore"):
+        inside = near & (points_m[..., 2] >= workspace[0, 2]) & (points_m[..., 2] <= workspace[1, 2])
     if near.sum() == inside.sum():
         return inside
-    rows, cols = np.flatnonzero(near.any(axis=1)), np.flatnonzero(near.any(axis=0))
-    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    near_box = near[box]
-    regions = depth_regions(frame.depth_m[box], near_box, float(frame.K[0, 0]), jump_px)
-    reached = np.zeros(regions.max() + 1, dtype=bool)
-    reached[regions[inside[box][near_box]]] = True
-    near_box[near_box] = reached[regions]
-    return near
+    regions, count = ndimage.label(near, structure=np.ones((3, 3), dtype=bool))
+    reached = np.zeros(count + 1, dtype=bool)
+    reached[regions[inside]] = True
+    return reached[regions] & near
 
 
 def workspace_mask(
-    frame: Frame, workspace: np.ndarray, camera_from_bin: np.ndarray | None = None, floor_band_m: float = 0.0, jump_px: float = 1.5
+    frame: Frame, workspace: np.ndarray, camera_from_bin: np.ndarray | None = None, floor_band_m: float = 0.0
 ) -> np.ndarray:
     """The (H, W) mask of the frame's valid pixels inside the workspace, and of those up to ``floor_band_m``
-    beyond its floor face that continue a surface inside it (depth steps under ``jump_px`` pixel footprints)."""
-    return _inside(frame, backproject(frame.depth_m, frame.K), workspace, camera_from_bin, floor_band_m, jump_px)
+    beyond its floor face that touch them in the image, through one another."""
+    return _inside(frame, backproject(frame.depth_m, frame.K), workspace, camera_from_bin, floor_band_m)
 
 
 def workspace_points(
@@ -197,11 +197,10 @@ def workspace_points(
     min_points: int,
     camera_from_bin: np.ndarray | None = None,
     floor_band_m: float = 0.0,
-    jump_px: float = 1.5,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The (H, W) :func:`workspace_mask`, and its points (n, 3) in metres, row-major."""
     points_m = backproject(frame.depth_m, frame.K)
-    inside = _inside(frame, points_m, workspace, camera_from_bin, floor_band_m, jump_px)
+    inside = _inside(frame, points_m, workspace, camera_from_bin, floor_band_m)
     count = int(inside.sum())
     if count < min_points:
         raise TooFewPointsError(f"frame at stamp {frame.stamp_ns}: {count} valid points in the workspace, need {min_points}")

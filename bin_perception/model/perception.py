@@ -113,12 +113,12 @@ class BinPerception(nn.Module):
 
     def check_observable(self, frame: Frame) -> None:
         """Raise :class:`TooFewPointsError` where :meth:`observe` would, at the cost of the back-projection alone."""
-        workspace_points(frame, self.workspace, MIN_POINTS, self.camera_from_bin, self.config.floor_band_m, self.config.seed_jump_px)
+        workspace_points(frame, self.workspace, MIN_POINTS, self.camera_from_bin, self.config.floor_band_m)
 
     def workspace_mask(self, frame: Frame) -> np.ndarray:
         """The (H, W) mask of ``frame``'s pixels that this model observes (before any decimation): the workspace,
         and the surfaces that continue it ``floor_band_m`` beyond its floor face."""
-        return workspace_mask(frame, self.workspace, self.camera_from_bin, self.config.floor_band_m, self.config.seed_jump_px)
+        return workspace_mask(frame, self.workspace, self.camera_from_bin, self.config.floor_band_m)
 
     def observed_region(self, frame: Frame) -> tuple[slice, slice]:
         """The rows and columns of ``frame`` that can see the workspace: all that is observed of it."""
@@ -219,10 +219,13 @@ class BinPerception(nn.Module):
         labels = label_image(obs.shape, obs.pixels, point_labels)
         if obs.shape != frame.depth_m.shape:
             rows, cols = self.observed_region(frame)
-            region = crop_frame(frame, rows, cols)
-            keep = self.workspace_mask(region)
             full = np.zeros(frame.depth_m.shape, dtype=labels.dtype)
-            full[rows, cols] = upsampled_labels(labels, self.decimation(frame), region.depth_m.shape, keep)
+            factor = self.decimation(frame)
+            if factor == 1:  # the region itself was observed: its labels are the frame's there
+                full[rows, cols] = labels
+            else:
+                region = crop_frame(frame, rows, cols)
+                full[rows, cols] = upsampled_labels(labels, factor, region.depth_m.shape, self.workspace_mask(region))
             labels = full
         return Prediction(poses, point_labels.astype(np.uint16), labels, obs, visible_points, visible_ids, confidences)
 

@@ -1,7 +1,7 @@
 """perception_node as a robot cell runs it: end-to-end latency, a 30 Hz camera for a minute, and the
 clustering baselines on the same frames.
 
-    python -m training.bench.bench_node [--checkpoint RUN/checkpoint.pt] [--json out.json]
+    python -m training.bench.bench_node [--checkpoint RUN/checkpoint.pt] [--refine icp] [--json out.json]
 
 Three processes over DDS on this machine: sim_camera_node publishes the depth of ``--cell`` (the demo's,
 config/real_cell.yaml: structured light at 848 x 480), perception_node perceives it, and this process
@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--latency-frames", type=int, default=100)
     parser.add_argument("--load-s", type=float, default=60.0)
     parser.add_argument("--inloop-warmup-s", type=float, default=30.0, help="in-loop training before its latency is measured")
+    parser.add_argument("--refine", choices=("none", "icp"), help="the node's model.refine [the checkpoint's]")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     cell = args.cell or default_cell()
@@ -113,7 +114,10 @@ def main(argv: list[str] | None = None) -> dict:
                    "-p", f"config:={cell}")
 
     rclpy.init()
-    node = start_process("perception_node", "-p", f"checkpoint:={checkpoint}", "-p", f"instances:={args.instances}", log=logs / "node.log")
+    refine = ("-p", f"model.refine:={args.refine}") if args.refine else ()
+    node = start_process(
+        "perception_node", "-p", f"checkpoint:={checkpoint}", "-p", f"instances:={args.instances}", *refine, log=logs / "node.log"
+    )
     try:
         camera = start_process(
             "sim_camera_node", *camera_args, "-p", f"rate_hz:={args.latency_rate_hz}", "-p", "frames_per_bin:=2", log=logs / "camera_slow.log"
@@ -157,6 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
     table = baselines_on(results, args.instances)
     report = {
         "checkpoint": str(checkpoint),
+        "refine": args.refine or perception.config.refine,
         "frames": len(results),
         "latency_p50_ms": float(np.percentile(latencies_ms, 50)),
         "latency_p95_ms": float(np.percentile(latencies_ms, 95)),

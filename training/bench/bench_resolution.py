@@ -54,11 +54,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--sensor", help="the simulated depth camera [the cell's]")
     parser.add_argument("--sim-config", help="the cell, e.g. config/real_cell.yaml [the default cell]")
+    parser.add_argument("--max-observed-width-px", type=int, help="the model's decimation threshold [the checkpoint's]")
     parser.add_argument("--out", default="bench_resolution.json")
     args = parser.parse_args(argv)
 
     perception, _, _ = load_checkpoint(args.checkpoint)
     perception.eval()
+    if args.max_observed_width_px:
+        perception.config = dataclasses.replace(perception.config, max_observed_width_px=args.max_observed_width_px)
     part = load_part(args.part)
     base = load_config(args.sim_config)
     if args.sensor:
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
               flush=True)
     by_size = {row["size"]: row["predict"]["p50_ms"] for row in rows}
     summary = {"checkpoint": args.checkpoint, "part": args.part, "instances": args.instances, "sensor": base.sensor,
-               "sim_config": args.sim_config,
+               "sim_config": args.sim_config, "max_observed_width_px": perception.config.max_observed_width_px,
                "threads": torch.get_num_threads(), "rows": rows}
     if "1280x720" in by_size and "640x480" in by_size:
         summary["p50_1280x720_over_640x480"] = by_size["1280x720"] / by_size["640x480"]
