@@ -144,8 +144,8 @@ class ModelConfig:
     method: str = "per_seed"
     seed_jump_px: float = 1.5  # per_seed: a depth jump of this many pixel footprints separates seeds
     seed_fragment_fraction: float = 0.25  # per_seed: regions below this fraction of an N-th of the points join a neighbour
-    # A surface inside the workspace is followed this far beyond the box's floor face, where it continues
-    # without a depth jump: a thin part's top may stand within the box's clearance over the noisy floor.
+    # Pixels this far beyond the workspace's floor face are kept where they touch the workspace's in the image
+    # (hysteresis): a thin part's top may stand within the box's clearance over the noisy floor.
     # Keep it under that clearance (inspect --workspace-suggest leaves 3 sigma of the floor's noise); 0 crops at the box.
     floor_band_m: float = 0.001
     # per_seed: each crop is turned about the optical axis so that its seed's long axis runs along the image

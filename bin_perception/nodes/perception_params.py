@@ -66,8 +66,8 @@ PARAMETERS = (
     Parameter("bin_pose", list, None, f"the frame of the workspace box, {BIN_POSE_DOC}; 0,0,0,0,0,0,1: the camera's", live=True),
     Parameter(
         "model.floor_band_m", float, None,
-        "how far beyond the workspace's floor face a surface inside it is followed (thin parts on a noisy floor); "
-        "keep it under the box's clearance over the floor",
+        "how far beyond the workspace's floor face pixels that touch the workspace's are kept (thin parts on a "
+        "noisy floor); keep it under the box's clearance over the floor",
         live=True, range=(0.0, 0.05),
     ),
     Parameter(
