@@ -245,7 +245,9 @@ def test_bad_frames_are_dropped_counted_and_the_node_stays_alive(ros, checkpoint
 def test_a_parameter_file_is_read_like_ros2_run_reads_it(checkpoint, tmp_path):
     params = tmp_path / "params.yaml"
     shipped = (Path(__file__).parents[1] / "config" / "bin_perception.yaml").read_text()
-    params.write_text(shipped.replace("    # model:\n    #   hpr_exponent: 2.9", "    model:\n      hpr_exponent: 11.0"))
+    edited = shipped.replace("    # model:\n    #   hpr_exponent: 2.9", "    model:\n      hpr_exponent: 11.0")
+    assert edited != shipped, "config/bin_perception.yaml no longer has the commented model section this test edits"
+    params.write_text(edited)
     env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(100, 230)))
     run = subprocess.run(
         [str(BIN / "perception_node"), "--ros-args", "--params-file", str(params), "-p", f"checkpoint:={checkpoint}"],
