@@ -108,7 +108,7 @@ def observe(
     With ``seed_instances``, also seed that many instances and cut their crops; with
     ``seed_part_size_m`` too, the seeds go by the part's shape and rejoin the pieces of occluded parts.
     With ``camera_from_bin``, the workspace box is in the bin's frame (:func:`~bin_perception.geometry.in_workspace`);
-    ``floor_band_m`` follows surfaces that far beyond its floor face (:func:`workspace_mask`). Given
+    ``floor_band_m`` keeps what touches it that far beyond its floor face (:func:`workspace_mask`). Given
     ``seeds`` (labels 1..k, 0 for none, one per workspace point in row-major order), the crops are cut from
     them instead.
     """
@@ -162,9 +162,8 @@ def whole_part_sizes_m(
     return whole_part_sizes(frame.depth_m, inside, points_m, float(frame.K[0, 0]), instances, seed_jump_px, seed_fragment_fraction)
 
 
-def _inside(
-    frame: Frame, points_m: np.ndarray, workspace: np.ndarray, camera_from_bin: np.ndarray | None, floor_band_m: float
-) -> np.ndarray:
+def _inside(points_m: np.ndarray, workspace: np.ndarray, camera_from_bin: np.ndarray | None, floor_band_m: float) -> np.ndarray:
+    """The mask of :func:`workspace_mask`, of back-projected ``points_m`` (H, W, 3)."""
     if floor_band_m <= 0:
         return in_workspace(points_m, workspace, camera_from_bin)
     # Hysteresis, as an edge detector keeps its weak edges: the box's clearance over the floor is the floor's
@@ -188,7 +187,7 @@ def workspace_mask(
 ) -> np.ndarray:
     """The (H, W) mask of the frame's valid pixels inside the workspace, and of those up to ``floor_band_m``
     beyond its floor face that touch them in the image, through one another."""
-    return _inside(frame, backproject(frame.depth_m, frame.K), workspace, camera_from_bin, floor_band_m)
+    return _inside(backproject(frame.depth_m, frame.K), workspace, camera_from_bin, floor_band_m)
 
 
 def workspace_points(
@@ -200,7 +199,7 @@ def workspace_points(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The (H, W) :func:`workspace_mask`, and its points (n, 3) in metres, row-major."""
     points_m = backproject(frame.depth_m, frame.K)
-    inside = _inside(frame, points_m, workspace, camera_from_bin, floor_band_m)
+    inside = _inside(points_m, workspace, camera_from_bin, floor_band_m)
     count = int(inside.sum())
     if count < min_points:
         raise TooFewPointsError(f"frame at stamp {frame.stamp_ns}: {count} valid points in the workspace, need {min_points}")

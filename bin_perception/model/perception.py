@@ -117,7 +117,7 @@ class BinPerception(nn.Module):
 
     def workspace_mask(self, frame: Frame) -> np.ndarray:
         """The (H, W) mask of ``frame``'s pixels that this model observes (before any decimation): the workspace,
-        and the surfaces that continue it ``floor_band_m`` beyond its floor face."""
+        and what touches it up to ``floor_band_m`` beyond its floor face."""
         return workspace_mask(frame, self.workspace, self.camera_from_bin, self.config.floor_band_m)
 
     def observed_region(self, frame: Frame) -> tuple[slice, slice]:

@@ -25,14 +25,16 @@ steep face seen at a grazing angle). Then:
    size needs no model: it is measured on frames whose regions number
    exactly N (:func:`whole_part_sizes`), where each region is most likely
    one whole visible part.
-3. The N largest regions, short of fragments that touched nothing, are the seeds. An island (any other region) that
-   touches several seeds joins the one that, with it, fits the part's box
-   clearly best; the rest join the nearest seed, point by point.
+3. The N largest regions, short of fragments that touched nothing (a flying
+   pixel), are the seeds. An island (any other region) that touches several
+   seeds joins the one that, with it, fits the part's box clearly best; the
+   rest join the nearest seed, point by point.
 4. While fewer than N remain (parts touching at the same depth, or a part
    almost hidden), the seed of the largest extent is split where the depth
    steps are sharpest: its two largest regions at ever smaller jumps when
-   both are big; else the second largest of its regions (a sliver that the
-   fragments' step had joined to it); K-means only when it is one region.
+   both are big; else the largest of its regions beside its largest (a
+   sliver that the fragments' step had joined to it); K-means only when no
+   region lies beside it.
 
 On simulated bins of the six shipped parts, each step adds to the pairwise F1
 of the seeds alone (docs/METHOD.md). The learned model then
