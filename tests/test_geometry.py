@@ -4,6 +4,7 @@ import pytest
 from bin_perception.geometry import (
     backproject,
     fit_plane_ransac,
+    floor_side_extended,
     format_bin_pose,
     in_workspace,
     matrix_to_quaternion,
@@ -57,6 +58,17 @@ def test_a_box_in_the_bins_frame_crops_a_bin_seen_at_an_angle():
         parse_bin_pose([0, 0, 0.7, 0, 0, 0, 2])
     with pytest.raises(ValueError, match="seven"):
         parse_bin_pose("0,0,0.7")
+
+
+def test_the_floor_side_of_a_box_is_the_face_away_from_the_camera_in_either_frame():
+    box = np.array([[-0.1, -0.1, 0.5], [0.1, 0.1, 0.697]])
+    # In the camera's frame the floor is the far face, z max.
+    np.testing.assert_allclose(floor_side_extended(box, 0.001), [[-0.1, -0.1, 0.5], [0.1, 0.1, 0.698]])
+    # In the bin's frame, z up from the floor towards a camera above it, the floor is z min.
+    camera_from_bin = parse_bin_pose("0,0,0.7,0.9659258,0,0,0.2588190")
+    bin_box = np.array([[-0.1, -0.1, 0.003], [0.1, 0.1, 0.15]])
+    np.testing.assert_allclose(floor_side_extended(bin_box, 0.001, camera_from_bin), [[-0.1, -0.1, 0.002], [0.1, 0.1, 0.15]])
+    np.testing.assert_array_equal(bin_box[0, 2], 0.003)  # the box given is left as it was
 
 
 def test_ransac_finds_the_floor_among_parts():

@@ -78,7 +78,7 @@ class Observation:
     pixels: np.ndarray  # (n,) flat pixel indices into the depth image
     image: np.ndarray  # (S, S) float32, the network's input
     shape: tuple[int, int]  # the depth image's (H, W)
-    seeds: np.ndarray | None = None  # (n,) seed label 1..N of each point (per_seed method)
+    seeds: np.ndarray | None = None  # (n,) seed label 1..N of each point, 0 for none (per_seed method)
     crops: np.ndarray | None = None  # (N, S, S) float32, one input per seed
     centres: np.ndarray | None = None  # (N, 3) float32, each seed's centroid, model units
     angles: np.ndarray | None = None  # (N,) float32 radians, each crop's turn about the optical axis (0 unaligned)
