@@ -27,6 +27,21 @@ def test_regions_split_at_depth_jumps_and_not_on_slopes():
     assert len(np.unique(regions[:, :30])) == 1 and len(np.unique(regions[:, 30:])) == 1
 
 
+def test_regions_of_a_few_pixels_in_a_large_image_are_those_of_the_pixels_alone():
+    fx_px = 200.0
+    depth = np.full((40, 60), 0.3)
+    depth[:, 30:] -= 0.010
+    depth[10:20, 30:45] -= 0.010
+    inside = np.zeros_like(depth, dtype=bool)
+    inside[5:25, 20:50] = True
+    inside[7, 21] = False  # an invalid pixel inside, so that the order of the pixels matters
+    large_depth, large_inside = np.full((300, 400), 0.5), np.zeros((300, 400), dtype=bool)
+    large_depth[200:240, 310:370], large_inside[200:240, 310:370] = depth, inside
+    regions = depth_regions(depth, inside, fx_px, jump_px=2.0)
+    assert len(np.unique(regions)) == 3
+    np.testing.assert_array_equal(depth_regions(large_depth, large_inside, fx_px, jump_px=2.0), regions)
+
+
 def _camera(depth_m: np.ndarray, fx_px: float = 200.0) -> np.ndarray:
     return np.array([[fx_px, 0, depth_m.shape[1] / 2], [0, fx_px, depth_m.shape[0] / 2], [0, 0, 1]])
 

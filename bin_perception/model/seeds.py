@@ -106,25 +106,36 @@ def _neighbour_pairs(shape: tuple[int, int], dv: int, du: int) -> tuple[tuple[sl
     return (slice(0, h - dv), slice(max(0, -du), w - max(0, du))), (slice(dv, h), slice(max(0, du), w - max(0, -du)))
 
 
-def _shifted(image: np.ndarray, dv: int, du: int) -> np.ndarray:
-    """``image`` moved by (-dv, -du): out[p] = image[p + (dv, du)], NaN beyond the border."""
-    h, w = image.shape
-    padded = np.pad(image, ((abs(dv), abs(dv)), (abs(du), abs(du))), constant_values=np.nan)
-    return padded[abs(dv) + dv : abs(dv) + dv + h, abs(du) + du : abs(du) + du + w]
+def _bounding_box(inside: np.ndarray) -> tuple[slice, slice]:
+    """The rows and columns that hold every ``inside`` pixel. Cropping to them keeps the pixels' row-major
+    order, and the work on a part's pixels then goes with their number, not the image's."""
+    rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    if len(rows) == 0:
+        return slice(0, 0), slice(0, 0)
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def _shifted(padded: np.ndarray, dv: int, du: int) -> np.ndarray:
+    """out[p] = image[p + (dv, du)], of the ``image`` that ``padded`` holds with one NaN pixel around it."""
+    h, w = padded.shape[0] - 2, padded.shape[1] - 2
+    return padded[1 + dv : 1 + dv + h, 1 + du : 1 + du + w]
 
 
 def depth_regions(depth_m: np.ndarray, inside: np.ndarray, fx_px: float, jump_px: float) -> np.ndarray:
     """A region index for every ``inside`` pixel (in row-major order): 8-connected, split at depth jumps."""
+    box = _bounding_box(inside)
+    depth_m, inside = depth_m[box], inside[box]
     index = np.full(depth_m.shape, -1, dtype=np.int64)
     index[inside] = np.arange(int(inside.sum()))
-    depth = np.where(inside, depth_m, np.nan)
+    padded = np.pad(np.where(inside, depth_m, np.nan), 1, constant_values=np.nan)
+    depth = padded[1:-1, 1:-1]
     rows, cols = [], []
     for dv, du in _OFFSETS:
         a, b = _neighbour_pairs(depth.shape, dv, du)
         limit_m = jump_px * np.fmin(depth[a], depth[b]) / fx_px
         smooth = np.abs(depth[a] - depth[b]) < limit_m
         # A step that each side's own slope predicts is a steep face, not a jump between parts.
-        before_a, after_b = _shifted(depth, -dv, -du)[a], _shifted(depth, dv, du)[b]
+        before_a, after_b = _shifted(padded, -dv, -du)[a], _shifted(padded, dv, du)[b]
         on_slope = (np.abs(depth[b] - (2 * depth[a] - before_a)) < limit_m) & (np.abs(depth[a] - (2 * depth[b] - after_b)) < limit_m)
         joined = (index[a] >= 0) & (index[b] >= 0) & (smooth | on_slope)
         rows.append(index[a][joined])
@@ -137,6 +148,8 @@ def depth_regions(depth_m: np.ndarray, inside: np.ndarray, fx_px: float, jump_px
 def _boundary(depth_m: np.ndarray, inside: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every pair of neighbouring pixels in different regions: their regions (k, 2), smaller id first,
     and the depth step (k,) as depth(first's pixel) - depth(second's)."""
+    box = _bounding_box(inside)
+    depth_m, inside = depth_m[box], inside[box]
     image = np.full(depth_m.shape, -1, dtype=np.int64)
     image[inside] = regions
     pairs, steps = [], []
