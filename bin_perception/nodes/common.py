@@ -28,6 +28,26 @@ class StartupError(Exception):
 
 _GIL_SWITCH_INTERVAL_S = 0.0005
 
+# FastDDS reads its profile from the first of these that is set.
+_FASTDDS_PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+
+
+def use_large_image_transport() -> Path | None:
+    """Point FastDDS at ``config/fastdds_large_images.xml``, whose shared-memory segment holds camera-sized
+    images whole (the default's drops or delays them), unless the user set a profile or chose another
+    middleware; the profile in force, or None for another middleware.
+
+    Call it before ``rclpy.init``: FastDDS reads the profile once per process. Child processes inherit it.
+    """
+    if not os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp").startswith("rmw_fastrtps"):
+        return None
+    for variable in _FASTDDS_PROFILE_VARIABLES:
+        if os.environ.get(variable):
+            return Path(os.environ[variable])
+    profile = share_file("config", "fastdds_large_images.xml")
+    os.environ[_FASTDDS_PROFILE_VARIABLES[0]] = str(profile)
+    return profile
+
 
 def spin_node(make_node: Callable[[], Node], executable: str, args: list[str] | None = None) -> int:
     """Run a node until SIGINT or SIGTERM; the exit status, 0.
@@ -37,6 +57,7 @@ def spin_node(make_node: Callable[[], Node], executable: str, args: list[str] | 
     reports a bad flag. A node that started always runs ``destroy_node`` on the way out, so one that
     holds a file (a bag being recorded) closes it.
     """
+    use_large_image_transport()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.ALL)
     try:
         node = make_node()

@@ -39,7 +39,7 @@ from ..model.perception import CHECKPOINT_FORMAT, load_checkpoint
 from ..sim.dataset import simulate_bag
 from ..viz import curves, segmentation_overlays
 from .collector import Result, collect
-from .common import share_file
+from .common import share_file, use_large_image_transport
 
 # The training bag's bins are not the demo's: the camera's seed differs.
 TRAIN_SEED, CAMERA_SEED = 11, 2024
@@ -140,6 +140,7 @@ def run_demo(
     cell = cell or default_cell()
     checkpoint = checkpoint or demo_checkpoint(part, instances, train_scenes, train_minutes, cell)
     perception, _, _ = load_checkpoint(checkpoint)  # fails here, with its reason, before any process starts
+    use_large_image_transport()  # for this process's collector and, inherited, for the camera and the node
     # Bins simulated up front: physics beside the node would measure the simulator, not the node.
     camera = start_camera(out, part, instances, rate_hz, cell, bins=frames // 3 + 1)
     node = start_process(
@@ -216,6 +217,7 @@ def run_inloop_demo(
     bin_pose = () if camera_from_bin is None else ("-p", f"bin_pose:=[{format_bin_pose(camera_from_bin)}]")
     run = out / "inloop"
     shutil.rmtree(run, ignore_errors=True)  # from nothing, every time
+    use_large_image_transport()
     camera = start_camera(out, part, instances, rate_hz, cell)
     node = start_process(
         "perception_node",

@@ -37,6 +37,7 @@ from bin_perception.learning.evaluate import DBSCAN_EPS_CANDIDATES_M
 from bin_perception.metrics import label_image_scores
 from bin_perception.model import load_checkpoint
 from bin_perception.nodes.collector import collect
+from bin_perception.nodes.common import use_large_image_transport
 from bin_perception.nodes.demo import default_cell, demo_checkpoint, start_process, stop_process
 
 TARGET_P50_MS = 60.0
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
     camera_args = ("-p", f"part:={args.part}", "-p", f"instances:={args.instances}", "-p", "seed:=4242", "-p", "bins:=40",
                    "-p", f"config:={cell}")
 
+    use_large_image_transport()  # as the nodes use it, and the user's shell would
     rclpy.init()
     refine = ("-p", f"model.refine:={args.refine}") if args.refine else ()
     node = start_process(

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from bin_perception.config import load_config
 from bin_perception.io.atomic import replacing, write_text
+from bin_perception.nodes.common import use_large_image_transport
 from bin_perception.nodes.demo import start_process, stop_process
 from bin_perception.sim.dataset import simulate_bag
 
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     # The simulator writes a frame every 0.1 s.
     rate = args.rate_hz * 0.1
 
+    use_large_image_transport()  # as the nodes use it, and the user's shell would
     rclpy.init()
     node = start_process(
         "perception_node", "-p", f"checkpoint:={args.checkpoint}", "-p", f"instances:={args.instances}",
