@@ -240,6 +240,20 @@ class TrainConfig:
 
 
 @dataclass
+class GripperConfig:
+    """The suction cup that picks the parts (:func:`bin_perception.grasp.suction_grasp`)."""
+
+    suction_radius_m: float = 0.008  # the cup's lip
+    max_flatness_m: float = 0.001  # the surface under the cup lies within this of a plane (RMS), or it leaks
+    max_tilt_deg: float = 45.0  # the approach's largest angle from the camera's viewing axis
+
+    def __post_init__(self) -> None:
+        _require(self.suction_radius_m > 0, "suction_radius_m must be positive")
+        _require(self.max_flatness_m > 0, "max_flatness_m must be positive")
+        _require(0 < self.max_tilt_deg <= 90, "max_tilt_deg must be in (0, 90]")
+
+
+@dataclass
 class Config:
     camera: CameraConfig = field(default_factory=CameraConfig)
     # The kind of depth camera the simulator imitates: clean, structured_light, tof or stereo.
@@ -249,6 +263,7 @@ class Config:
     topics: TopicsConfig = field(default_factory=TopicsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    gripper: GripperConfig = field(default_factory=GripperConfig)
     # The parts' workspace box, xmin,ymin,zmin,xmax,ymax,zmax in the camera frame
     # (metres). Null takes the box a simulated bag records, if any.
     workspace: list[float] | None = None

@@ -19,6 +19,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from geometry_msgs.msg import PoseArray  # noqa: E402
 from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -88,16 +89,18 @@ def test_node_perceives_a_camera_in_another_process_and_beats_kmeans(ros, checkp
         ros, "sim_camera_node", "-p", f"part:={PART}", "-p", f"instances:={INSTANCES}", "-p", "seed:=99",
         "-p", "rate_hz:=4.0", "-p", "frames_per_bin:=1",
     )
-    node = start(ros, "perception_node", "-p", f"checkpoint:={checkpoint}")
+    # A cup small enough for a bolt's head (13 mm across its flats).
+    node = start(ros, "perception_node", "-p", f"checkpoint:={checkpoint}", "-p", "gripper.suction_radius_m:=0.004")
 
     listener = rclpy.create_node("listener")
-    clouds, markers, overlays, detections = [], [], [], []
+    clouds, markers, overlays, detections, grasps = [], [], [], [], []
     listener.create_subscription(String, "/perception_node/detections", detections.append, 10)
+    listener.create_subscription(PoseArray, "/perception_node/grasps", grasps.append, 10)
     listener.create_subscription(PointCloud2, "/perception_node/segments", clouds.append, 10)
     listener.create_subscription(MarkerArray, "/perception_node/markers", markers.append, 10)
     listener.create_subscription(Image, "/perception_node/overlay", overlays.append, 10)
     results = collect(10, timeout_s=150.0)
-    assert spin_until(listener, lambda: clouds and markers and overlays and detections, 10.0)
+    assert spin_until(listener, lambda: clouds and markers and overlays and detections and grasps, 10.0)
     assert len(results) == 10, node.stdout.read() if node.poll() is not None else "the node is running but silent"
 
     ours, kmeans = [], []
@@ -118,13 +121,29 @@ def test_node_perceives_a_camera_in_another_process_and_beats_kmeans(ros, checkp
     records = records_from_cloud(cloud.data, fields, cloud.point_step, cloud.width)
     assert cloud.width > 100 and set(np.unique(records["label"])) == set(range(1, INSTANCES + 1))
     assert np.all(records["z"] > 0)
-    drawn = markers[-1].markers
-    assert {(m.ns, m.id) for m in drawn if m.action == m.ADD} == {(ns, i) for ns in ("model", "axes", "id") for i in (1, 2, 3)}
-    # Each pose with its confidence, for a pick planner, stamped as the depth it came from.
+    # Each pose with its confidence and grasp, for a pick planner, stamped as the depth it came from.
     found = json.loads(detections[-1].data)
     assert found["frame_id"] == "camera_depth_optical_frame" and [d["id"] for d in found["detections"]] == [1, 2, 3]
     confidences = [d["confidence"] for d in found["detections"]]
     assert all(0.0 <= c <= 1.0 for c in confidences) and max(confidences) > 0.0
+    drawn = markers[-1].markers
+    arrows = {m.id for m in drawn if m.action == m.ADD and m.ns == "grasp"}
+    assert {(m.ns, m.id) for m in drawn if m.action == m.ADD} == {(ns, i) for ns in ("model", "axes", "id") for i in (1, 2, 3)} | {
+        ("grasp", i) for i in arrows
+    }
+    # ~/grasps holds the cups' poses in pick order: the order ~/detections gives, best score first.
+    orders = [json.loads(d.data) for d in detections]
+    by_stamp = {(g.header.stamp.sec, g.header.stamp.nanosec): g for g in grasps}
+    paired = [(o, by_stamp[(o["stamp"]["sec"], o["stamp"]["nanosec"])]) for o in orders if (o["stamp"]["sec"], o["stamp"]["nanosec"]) in by_stamp]
+    assert paired and any(o["pick_order"] for o, _ in paired)
+    for order, cups in paired:
+        assert len(cups.poses) == len(order["pick_order"])
+        scores = {d["id"]: d["pick_score"] for d in order["detections"]}
+        assert [scores[i] for i in order["pick_order"]] == sorted((scores[i] for i in order["pick_order"]), reverse=True)
+        for instance, cup in zip(order["pick_order"], cups.poses):
+            grasp = order["detections"][instance - 1]["grasp"]
+            assert grasp["support"] == 1.0
+            np.testing.assert_allclose([cup.position.x, cup.position.y, cup.position.z], grasp["position_m"], atol=1e-9)
     overlay = overlays[-1]
     assert overlay.encoding == "rgb8" and (overlay.height, overlay.width) == results[0].labels.shape
     pixels = np.frombuffer(bytes(overlay.data), np.uint8).reshape(overlay.height, overlay.width, 3)

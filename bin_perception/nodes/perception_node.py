@@ -7,9 +7,11 @@ Publishes, stamped and framed like the depth image each result came from:
     ~/poses        geometry_msgs/PoseArray, one pose per instance, camera frame
     ~/segments     sensor_msgs/PointCloud2, x y z float32 + uint32 label (PCL XYZL)
     ~/labels       sensor_msgs/Image mono16, aligned with the depth, 0 = not a part
-    ~/detections   std_msgs/String, JSON: each pose with its id and confidence in [0, 1], in ~/poses' order
+    ~/detections   std_msgs/String, JSON: each pose with its id, confidence in [0, 1], pick score and suction
+                   grasp, in ~/poses' order, and the pick order
+    ~/grasps       geometry_msgs/PoseArray: the suction grasps that seal, best pick first (z along the approach)
     ~/markers      visualization_msgs/MarkerArray: the learned model at each pose, axes, ids and
-                   confidences (red to green)
+                   confidences (red to green), and each grasp's approach
     ~/overlay      sensor_msgs/Image rgb8: the segments and pose axes over the depth, drawn only while subscribed
     ~/model_cloud  sensor_msgs/PointCloud2, the learned model (transient local)
     /diagnostics   diagnostic_msgs/DiagnosticArray: rate, latency, dropped frames, model
@@ -50,7 +52,7 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from .. import viz
-from ..config import ConfigError, load_config
+from ..config import ConfigError, GripperConfig, load_config
 from ..geometry import bin_pose_values, parse_bin_pose, parse_workspace
 from ..io import messages
 from ..io.errors import FrameError
@@ -58,6 +60,7 @@ from ..io.pairing import StampPairing
 from ..model.observation import TooFewPointsError
 from ..model.perception import BinPerception, CheckpointError, load_checkpoint, save_checkpoint
 from ..model.seeds import describe_part_size
+from ..picking import plan_picks
 from . import ros_messages
 from .common import Diagnostics, LatestSlot, StartupError, serve_latest, share_file, spin_node
 from .perception_params import BY_NAME, NODE_NAME, ParameterValueError, check_parameter
@@ -242,11 +245,12 @@ class PerceptionNode(LifecycleNode):
         self._labels = self.create_publisher(Image, "~/labels", 10)
         self._markers = self.create_publisher(MarkerArray, "~/markers", 10)
         self._detections = self.create_publisher(String, "~/detections", 10)
+        self._grasps = self.create_publisher(PoseArray, "~/grasps", 10)
         self._overlay = self.create_publisher(Image, "~/overlay", 10)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
         self._model_cloud = self.create_publisher(PointCloud2, "~/model_cloud", latched)
         self._output_publishers = [
-            self._poses, self._detections, self._segments, self._labels, self._markers, self._overlay, self._model_cloud
+            self._poses, self._grasps, self._detections, self._segments, self._labels, self._markers, self._overlay, self._model_cloud
         ]
         self._output_services = [
             self.create_service(Trigger, "~/save_model", self._on_save_model),
@@ -473,6 +477,9 @@ class PerceptionNode(LifecycleNode):
             self._perception.part_size_m = size_m
         self.get_logger().info(f"the part, measured on the first frames: {describe_part_size(size_m)}")
 
+    def _gripper(self) -> GripperConfig:
+        return GripperConfig(**{key: self.get_parameter(f"gripper.{key}").value for key in ("suction_radius_m", "max_flatness_m", "max_tilt_deg")})
+
     def _work(self, slot: LatestSlot) -> None:
         serve_latest(slot, self._perceive, self.diagnostics, {TooFewPointsError: "too_few_points"})
 
@@ -487,12 +494,18 @@ class PerceptionNode(LifecycleNode):
             self._training.offer(prediction.observation, frame)
             self._take_part_size()
         head = msg.header
+        picks = plan_picks(
+            [segment_points_m[prediction.point_labels == i] for i in range(1, len(prediction.poses) + 1)],
+            prediction.poses, prediction.confidences, model_points_m, frame.depth_m, prediction.labels, frame.K,
+            perception.workspace, self._gripper(), perception.camera_from_bin,
+        )
         self._poses.publish(ros_messages.pose_array(head, prediction.poses))
-        self._detections.publish(ros_messages.detections(head, prediction.poses, prediction.confidences))
+        self._grasps.publish(ros_messages.grasp_array(head, picks))
+        self._detections.publish(ros_messages.detections(head, prediction.poses, prediction.confidences, picks))
         self._labels.publish(ros_messages.image(head, prediction.labels, "mono16"))
         self._segments.publish(ros_messages.xyzl_cloud(head, segment_points_m, prediction.point_labels))
         markers, self._marker_ids = ros_messages.instance_markers(
-            head, prediction.poses, model_points_m, self._marker_ids, prediction.confidences
+            head, prediction.poses, model_points_m, self._marker_ids, prediction.confidences, picks
         )
         self._markers.publish(markers)
         if self._overlay.get_subscription_count():

@@ -17,12 +17,13 @@ from typing import Any
 
 import yaml
 
-from ..config import REFINEMENTS, REPLAY_POLICIES
+from ..config import REFINEMENTS, REPLAY_POLICIES, GripperConfig
 from ..geometry import BIN_POSE_DOC, WORKSPACE_DOC, parse_bin_pose, parse_workspace
 
 NODE_NAME = "perception_node"
 MODES = ("infer", "train_inloop")
 DEVICES = ("cpu", "cuda")
+_GRIPPER = GripperConfig()
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,16 @@ PARAMETERS = (
     ),
     Parameter("inloop.checkpoint_every_s", float, 60.0, "train_inloop: seconds between checkpoints", live=False, range=(1.0, 1e7)),
     Parameter("inloop.threads", int, 1, "train_inloop: the trainer process's torch threads", live=False, range=(1, 256)),
+    # The suction cup of ~/grasps (bin_perception.grasp).
+    Parameter("gripper.suction_radius_m", float, _GRIPPER.suction_radius_m, "the suction cup's lip radius", live=True, range=(0.001, 0.1)),
+    Parameter(
+        "gripper.max_flatness_m", float, _GRIPPER.max_flatness_m,
+        "the surface under the cup lies within this of a plane (RMS), or the cup leaks", live=True, range=(0.0001, 0.02),
+    ),
+    Parameter(
+        "gripper.max_tilt_deg", float, _GRIPPER.max_tilt_deg, "the approach's largest angle from the camera's viewing axis",
+        live=True, range=(1.0, 90.0),
+    ),
     # Declared once the checkpoint is loaded, with its values as defaults.
     Parameter(
         "instances", int, None, "parts per bin, N (the per-seed method takes any N; the whole-image method, only its own)",

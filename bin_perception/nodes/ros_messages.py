@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import numpy as np
 from geometry_msgs.msg import Point, Pose, PoseArray, Quaternion
@@ -11,11 +12,13 @@ from std_msgs.msg import ColorRGBA, Header, String
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ..geometry import matrix_to_quaternion, transform_points
+from ..grasp import SuctionGrasp, grasp_pose
 from ..io.pointcloud import XYZ_FIELDS, XYZL_FIELDS, xyz_records, xyzl_records
+from ..picking import Pick
 from ..viz import instance_colours
 
 # Marker namespaces, one marker per instance in each; an instance's id is its marker id.
-MARKER_NAMESPACES = ("model", "axes", "id")
+MARKER_NAMESPACES = ("model", "axes", "id", "grasp")
 
 
 def header(stamp_ns: int, frame_id: str) -> Header:
@@ -63,17 +66,42 @@ def pose_array(head: Header, poses: np.ndarray) -> PoseArray:
     return msg
 
 
-def detections(head: Header, poses: np.ndarray, confidences: np.ndarray) -> String:
-    """The poses with their confidences, as JSON that a pick planner reads without a message package:
-    ``{"stamp": {"sec", "nanosec"}, "frame_id", "detections": [{"id", "position_m": [x, y, z],
-    "orientation_xyzw": [x, y, z, w], "confidence"}]}``, in the order of ~/poses (id i is its i-th pose)."""
+def _grasp_record(grasp: SuctionGrasp | None) -> dict | None:
+    if grasp is None:
+        return None
+    return {
+        "position_m": grasp.point_m.tolist(), "approach": grasp.approach.tolist(),
+        "flatness_m": grasp.flatness_m, "support": grasp.support, "tilt_deg": grasp.tilt_deg,
+    }
+
+
+def detections(head: Header, poses: np.ndarray, confidences: np.ndarray, picks: Sequence[Pick]) -> String:
+    """The poses with their confidences and grasps, as JSON that a pick planner reads without a message
+    package: ``{"stamp": {"sec", "nanosec"}, "frame_id", "pick_order": [id, ...], "detections": [{"id",
+    "position_m": [x, y, z], "orientation_xyzw": [x, y, z, w], "confidence", "pick_score", "covered",
+    "grasp": {"position_m", "approach", "flatness_m", "support", "tilt_deg"} or null}]}``, in the order of
+    ~/poses (id i is its i-th pose and its label). ``pick_order`` lists the ids with a grasp that seals,
+    best first, as ~/grasps does."""
     quaternions = matrix_to_quaternion(poses[:, :3, :3]) if len(poses) else np.zeros((0, 4))
-    found = [
-        {"id": i, "position_m": t, "orientation_xyzw": q, "confidence": float(c)}
-        for i, (t, q, c) in enumerate(zip(poses[:, :3, 3].tolist(), quaternions.tolist(), confidences), start=1)
-    ]
+    by_id = {pick.instance: pick for pick in picks}
+    found = []
+    for i, (t, q, c) in enumerate(zip(poses[:, :3, 3].tolist(), quaternions.tolist(), confidences), start=1):
+        pick = by_id.get(i)
+        found.append({
+            "id": i, "position_m": t, "orientation_xyzw": q, "confidence": float(c),
+            "pick_score": None if pick is None else pick.score, "covered": None if pick is None else pick.covered,
+            "grasp": None if pick is None else _grasp_record(pick.grasp),
+        })
     stamp = {"sec": head.stamp.sec, "nanosec": head.stamp.nanosec}
-    return String(data=json.dumps({"stamp": stamp, "frame_id": head.frame_id, "detections": found}))
+    order = [pick.instance for pick in picks if pick.grasp is not None]
+    return String(data=json.dumps({"stamp": stamp, "frame_id": head.frame_id, "pick_order": order, "detections": found}))
+
+
+def grasp_array(head: Header, picks: Sequence[Pick]) -> PoseArray:
+    """The grasps that seal, in pick order, as cup poses (:func:`~bin_perception.grasp.grasp_pose`: z along
+    the approach); ~/detections' ``pick_order`` names their instances."""
+    sealing = [pick.grasp for pick in picks if pick.grasp is not None]
+    return pose_array(head, np.stack([grasp_pose(g) for g in sealing]) if sealing else np.zeros((0, 4, 4)))
 
 
 def confidence_colour(confidence: float) -> np.ndarray:
@@ -110,10 +138,12 @@ def _colour(rgb: np.ndarray, alpha: float = 1.0) -> ColorRGBA:
 
 
 def instance_markers(
-    head: Header, poses: np.ndarray, model_points_m: np.ndarray, previous_ids: set[int], confidences: np.ndarray
+    head: Header, poses: np.ndarray, model_points_m: np.ndarray, previous_ids: set[int], confidences: np.ndarray,
+    picks: Sequence[Pick] = (),
 ) -> tuple[MarkerArray, set[int]]:
-    """The learned model drawn at each pose, an axis triad, and a label of its id and confidence coloured by
-    the confidence (:func:`confidence_colour`); and the ids drawn.
+    """The learned model drawn at each pose, an axis triad, a label of its id and confidence coloured by
+    the confidence (:func:`confidence_colour`), and the suction cup's approach to each grasp that seals (an
+    arrow onto the contact point, coloured by the pick score); and the ids drawn.
 
     Instances drawn last time but absent now get DELETE markers, so RViz never shows a stale part.
     """
@@ -145,6 +175,17 @@ def instance_markers(
         label.pose.position = Point(x=x, y=y, z=z - extent_m)
         label.pose.orientation.w = 1.0
         markers.markers += [model, axes, label]
+    for pick in picks:
+        if pick.grasp is None:
+            markers.markers.append(Marker(header=head, ns="grasp", id=pick.instance, action=Marker.DELETE))
+            continue
+        arrow = Marker(header=head, ns="grasp", id=pick.instance, type=Marker.ARROW, action=Marker.ADD)
+        arrow.scale.x, arrow.scale.y, arrow.scale.z = max(extent_m / 20, 0.001), max(extent_m / 8, 0.002), max(extent_m / 8, 0.002)
+        arrow.color = _colour(confidence_colour(pick.score))
+        arrow.pose.orientation.w = 1.0
+        start = pick.grasp.point_m - extent_m * pick.grasp.approach
+        arrow.points = [Point(x=float(v[0]), y=float(v[1]), z=float(v[2])) for v in (start, pick.grasp.point_m)]
+        markers.markers.append(arrow)
     for instance in sorted(previous_ids - ids):
         for namespace in MARKER_NAMESPACES:
             markers.markers.append(Marker(header=head, ns=namespace, id=instance, action=Marker.DELETE))

@@ -1,0 +1,113 @@
+"""Which part to pick next: a suction grasp and a pick score for every instance, and the instances in pick order.
+
+The score asks what a bin-picking cell asks of a part before it sends the arm:
+
+- can a cup seal on it (:func:`bin_perception.grasp.suction_grasp`)? An instance without a grasp that
+  seals scores 0;
+- is its pose to be trusted (the pose's confidence)?
+- does another part lie on it? The learned model, placed at the instance's pose, is projected into the
+  depth image. Where its projection falls on another instance's pixels, and that instance's surface is
+  nearer the camera than the model's, the other part covers this one. A covered part drags its neighbour
+  when lifted, and its pose is the least certain;
+- does the cup clear the bin's walls? The grasp point's distance from the workspace's side faces, in cup
+  radii, up to one.
+
+score = confidence x (1 - covered) x clearance, for an instance whose grasp seals. Equal scores go to the
+higher part, as a person empties a bin from the top.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import GripperConfig
+from .grasp import SuctionGrasp, suction_grasp
+
+# A model point covered by another instance's surface lies this much behind it, beyond the depth's noise.
+_COVER_MARGIN_M = 0.003
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One instance's grasp and how it ranks."""
+
+    instance: int  # its label (1..N) in the label image, and its row (instance - 1) of the poses
+    score: float  # in [0, 1]; 0: not to be picked now
+    grasp: SuctionGrasp | None  # the best placement of the cup that seals; None where none does
+    covered: float  # the share of its model's projection that another instance's nearer surface covers
+    clearance: float  # the grasp point's distance from the nearest side wall, in cup radii, up to 1
+    height_m: float  # the instance's top above the workspace's floor face
+
+
+def _in_box_frame(points_m: np.ndarray, camera_from_bin: np.ndarray | None) -> np.ndarray:
+    if camera_from_bin is None:
+        return points_m
+    return (points_m - camera_from_bin[:3, 3]) @ camera_from_bin[:3, :3]
+
+
+def covered_share(
+    model_points_m: np.ndarray, poses: np.ndarray, depth_m: np.ndarray, labels: np.ndarray, K: np.ndarray
+) -> np.ndarray:
+    """For each instance (N,), the share of its model points (at its pose, projected into the image) whose
+    pixel belongs to another instance with a surface nearer than the point by the margin."""
+    height_px, width_px = depth_m.shape
+    shares = np.zeros(len(poses))
+    for row, pose in enumerate(poses):
+        placed = model_points_m @ pose[:3, :3].T + pose[:3, 3]
+        in_front = placed[:, 2] > 0
+        u = np.round(K[0, 0] * placed[in_front, 0] / placed[in_front, 2] + K[0, 2]).astype(int)
+        v = np.round(K[1, 1] * placed[in_front, 1] / placed[in_front, 2] + K[1, 2]).astype(int)
+        inside = (u >= 0) & (u < width_px) & (v >= 0) & (v < height_px)
+        if not inside.any():
+            continue
+        owner = labels[v[inside], u[inside]]
+        with np.errstate(invalid="ignore"):
+            nearer = depth_m[v[inside], u[inside]] < placed[in_front][inside, 2] - _COVER_MARGIN_M
+        shares[row] = float(np.mean((owner > 0) & (owner != row + 1) & nearer))
+    return shares
+
+
+def plan_picks(
+    instance_points_m: list[np.ndarray],
+    poses: np.ndarray,
+    confidences: np.ndarray,
+    model_points_m: np.ndarray,
+    depth_m: np.ndarray,
+    labels: np.ndarray,
+    K: np.ndarray,
+    workspace: np.ndarray,
+    gripper: GripperConfig,
+    camera_from_bin: np.ndarray | None = None,
+) -> list[Pick]:
+    """Every instance's :class:`Pick`, best first.
+
+    ``instance_points_m``: each instance's observed points (n_i, 3), camera frame, in label order;
+    ``poses`` (N, 4, 4) camera_from_model and ``confidences`` (N,) as the perception gives them;
+    ``model_points_m`` (m, 3) the learned model; ``depth_m`` and ``labels`` (H, W) the frame's depth and
+    the perception's label image; ``workspace`` (2, 3) the parts' box, in the frame of ``camera_from_bin``
+    (the camera's without it), whose side faces stand for the bin's walls.
+    """
+    if not (len(instance_points_m) == len(poses) == len(confidences)):
+        raise ValueError(f"plan_picks: {len(instance_points_m)} point sets, {len(poses)} poses and {len(confidences)} confidences must agree")
+    workspace = np.asarray(workspace, dtype=np.float64).reshape(2, 3)
+    covered = covered_share(model_points_m, poses, depth_m, labels, K)
+    picks = []
+    for row, points_m in enumerate(instance_points_m):
+        grasp = suction_grasp(points_m, gripper.suction_radius_m, gripper.max_flatness_m, gripper.max_tilt_deg) if len(points_m) else None
+        in_box = _in_box_frame(np.asarray(points_m, dtype=np.float64).reshape(-1, 3), camera_from_bin)
+        # The floor face is the box's z face away from the camera: the far one in the camera's frame, z = min
+        # in the bin's (z up from its floor).
+        if camera_from_bin is None:
+            height_m = float(workspace[1, 2] - in_box[:, 2].min()) if len(in_box) else 0.0
+        else:
+            height_m = float(in_box[:, 2].max() - workspace[0, 2]) if len(in_box) else 0.0
+        clearance = 0.0
+        if grasp is not None:
+            at = _in_box_frame(grasp.point_m[None], camera_from_bin)[0]
+            wall_m = min(at[0] - workspace[0, 0], workspace[1, 0] - at[0], at[1] - workspace[0, 1], workspace[1, 1] - at[1])
+            clearance = float(np.clip(wall_m / gripper.suction_radius_m, 0.0, 1.0))
+        score = float(confidences[row]) * (1.0 - covered[row]) * clearance if grasp is not None else 0.0
+        picks.append(Pick(row + 1, score, grasp, float(covered[row]), clearance, height_m))
+    return sorted(picks, key=lambda pick: (-pick.score, -pick.height_m))

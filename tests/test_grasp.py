@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+
+from bin_perception.grasp import assess_suction, suction_grasp
+
+RADIUS_M, FLATNESS_M = 0.008, 0.001
+
+
+def _grid(size_m: float, spacing_m: float = 0.001) -> np.ndarray:
+    axis = np.arange(-size_m / 2, size_m / 2 + 1e-9, spacing_m)
+    x, y = np.meshgrid(axis, axis)
+    return np.stack([x.ravel(), y.ravel()], axis=1)
+
+
+def _plate(size_m: float, depth_m: float = 0.6, noise_m: float = 0.0002, seed: int = 0) -> np.ndarray:
+    """A square plate seen from above, square to the camera, with the depth noise of a real camera."""
+    xy = _grid(size_m)
+    z = depth_m + np.random.default_rng(seed).normal(0, noise_m, len(xy))
+    return np.column_stack([xy, z])
+
+
+def test_a_flat_face_seals_near_its_centre_with_the_approach_along_its_normal():
+    grasp = suction_grasp(_plate(0.04), RADIUS_M, FLATNESS_M)
+    assert grasp is not None and grasp.seals
+    assert np.linalg.norm(grasp.point_m[:2]) < 0.003
+    np.testing.assert_allclose(grasp.approach, [0.0, 0.0, 1.0], atol=0.02)
+    assert grasp.flatness_m < FLATNESS_M and grasp.support == 1.0
+
+
+def test_a_cup_on_an_edge_fails_the_flatness_check():
+    # A ridge: two faces meeting at 90 degrees, the cup centred on the line where they meet.
+    xy = _grid(0.04)
+    roof = np.column_stack([xy, 0.6 + np.abs(xy[:, 0])])
+    grasp = assess_suction(roof, [0.0, 0.0, 0.6], RADIUS_M, FLATNESS_M)
+    assert not grasp.seals and grasp.flatness_m > FLATNESS_M
+    # Off the ridge, on one face, it is flat but tilted 45 degrees: within a 50 degree limit it seals.
+    assert assess_suction(roof, [0.012, 0.0, 0.612], RADIUS_M, FLATNESS_M, max_tilt_deg=50.0).seals
+
+
+def test_a_cup_half_over_the_parts_border_has_no_support_all_round():
+    plate = _plate(0.04)
+    border = plate[np.argmin(np.abs(plate[:, 0] - 0.02) + np.abs(plate[:, 1]))]
+    grasp = assess_suction(plate, border, RADIUS_M, FLATNESS_M)
+    assert not grasp.seals and grasp.support < 0.75
+
+
+def test_a_face_tilted_beyond_the_limit_does_not_seal():
+    plate = _plate(0.04)
+    tilt = np.radians(60)
+    turned = np.column_stack([plate[:, 0] * np.cos(tilt), plate[:, 1], 0.6 + plate[:, 0] * np.sin(tilt)])
+    assert suction_grasp(turned, RADIUS_M, FLATNESS_M, max_tilt_deg=45.0) is None
+
+
+def test_a_part_narrower_than_the_cup_gets_no_grasp():
+    strip = _plate(0.04)
+    strip = strip[np.abs(strip[:, 1]) <= 0.003]  # 6 mm wide, as a dowel pin seen from above
+    assert suction_grasp(strip, RADIUS_M, FLATNESS_M) is None
+
+
+def test_bad_points_are_refused_by_name():
+    with pytest.raises(ValueError, match="points_m"):
+        suction_grasp(np.zeros((10, 2)), RADIUS_M, FLATNESS_M)
+
+
+@pytest.mark.parametrize(("part", "seals"), [("housing", True), ("pin", False)])
+def test_a_simulated_part_in_the_real_cell_gets_a_grasp_where_a_cup_fits(part, seals):
+    from pathlib import Path
+
+    from bin_perception.config import load_config
+    from bin_perception.geometry import backproject, in_workspace
+    from bin_perception.sim.parts import load_part
+    from bin_perception.sim.scene import BinSimulator
+
+    config = load_config(Path(__file__).resolve().parents[1] / "config" / "real_cell.yaml")
+    with BinSimulator(load_part(part), 1, config) as simulator:
+        sample = simulator.scene(0)
+        workspace, camera_from_bin = simulator.workspace, simulator.camera_from_bin
+    points_m = backproject(sample.depth_m, sample.K)
+    # The instance's points as the node has them: its pixels within the workspace (no far outliers).
+    points_m = points_m[(sample.labels == 1) & in_workspace(points_m, workspace, camera_from_bin)]
+    grasp = suction_grasp(points_m, config.gripper.suction_radius_m, config.gripper.max_flatness_m)
+    # The housing's faces are 24 mm and more across; the 6 mm pin is narrower than the cup.
+    assert (grasp is not None) == seals
+    if seals:
+        assert grasp.support == 1.0 and grasp.flatness_m <= config.gripper.max_flatness_m
