@@ -33,16 +33,17 @@ def _depth_image(points_m: np.ndarray) -> np.ndarray:
     return depth.astype(np.float32)
 
 
-def housing_views(per_face: int, seed: int = 0):
-    """Views of the housing resting on each of its four large faces, tilted up to 8 degrees, as the seeds
-    see them: each view's points (300, metres) with the observation's own aligned crop, its turn and the
-    seed's centroid (model units of ``WORKSPACE``), and the true poses (camera_from_part)."""
+def resting_views(part: str, normals: list[list[float]], per_face: int, seed: int = 0) -> SyntheticViews:
+    """Views of ``part`` resting on each of the faces whose outward ``normals`` (part frame) point down,
+    tilted up to 8 degrees, as the seeds see them: each view's points (300, metres) with the observation's
+    own aligned crop, its turn and the seed's centroid (model units of ``WORKSPACE``), and the true poses
+    (camera_from_part)."""
     rng = np.random.default_rng(seed)
-    mesh = load_part("housing").mesh
+    mesh = load_part(part).mesh
     surface = trimesh.sample.sample_surface(mesh, 40000, seed=seed)[0]
     normalization = Normalization.from_workspace(WORKSPACE)
     views, crops, angles, centres, poses = [], [], [], [], []
-    for normal in ([0, 0, 1], [0, 0, -1], [0, 1, 0], [0, -1, 0]):
+    for normal in normals:
         face_up = Rotation.align_vectors([[0, 0, -1]], [normal])[0]
         for _ in range(per_face):
             tilt = Rotation.from_rotvec(np.r_[rng.normal(size=2), 0] / np.sqrt(2) * np.radians(rng.uniform(0, 8)))
@@ -58,3 +59,13 @@ def housing_views(per_face: int, seed: int = 0):
             centres.append(observation.centres[0])
             poses.append(pose)
     return SyntheticViews(views, np.stack(crops), np.array(angles), np.stack(centres), np.stack(poses), mesh)
+
+
+def housing_views(per_face: int, seed: int = 0) -> SyntheticViews:
+    """The housing resting on each of its four large faces (:func:`resting_views`)."""
+    return resting_views("housing", [[0, 0, 1], [0, 0, -1], [0, 1, 0], [0, -1, 0]], per_face, seed)
+
+
+def lever_views(per_face: int, seed: int = 0) -> SyntheticViews:
+    """The lever, a flat part whose two faces are each other's mirror image, resting on either (:func:`resting_views`)."""
+    return resting_views("lever", [[0, 0, 1], [0, 0, -1]], per_face, seed)

@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
-from sklearn.metrics import adjusted_rand_score
+from sklearn.metrics import adjusted_rand_score, homogeneity_score
 
 from bin_perception.metrics import model_fidelity
 from bin_perception.model.registration import face_clusters, register_views
 
-from .synthetic_views import housing_views
+from .synthetic_views import housing_views, lever_views
 
 
 def test_face_clusters_find_the_faces_and_their_half_turns():
@@ -23,6 +23,27 @@ def test_face_clusters_find_the_faces_and_their_half_turns():
         # The half turns are found up to one turn of the whole face.
         agree = (flipped[members] == turned[members]).mean()
         assert agree in (0.0, 1.0)
+
+
+def test_a_flat_parts_two_faces_are_told_apart_by_their_outlines():
+    # Lying flat, the lever's crops are heights near zero on both faces: only the outline, a mirror image
+    # from the other face, says which face is up.
+    views = lever_views(per_face=40)
+    face = np.repeat([0, 1], 40)
+    labels, _ = face_clusters(views.crops, 4)
+    assert homogeneity_score(face, labels) > 0.9
+
+
+def test_a_cluster_too_small_to_be_a_face_joins_its_nearest():
+    rng = np.random.default_rng(0)
+    patterns = [np.kron(rng.uniform(0, 0.02, (4, 4)), np.ones((8, 8))) for _ in range(3)]
+    # Two faces seen often, and a third in 6 views of 86: too few for a face model of its own.
+    face = np.repeat([0, 1, 2], [40, 40, 6])
+    crops = np.stack([patterns[f] for f in face]) + rng.normal(0, 0.002, (len(face), 32, 32))
+    labels, _ = face_clusters(crops, 3)
+    assert labels.max() + 1 == 2
+    # The frequent faces stay whole and apart.
+    assert len(set(labels[face == 0])) == 1 and len(set(labels[face == 1])) == 1 and labels[0] != labels[40]
 
 
 @pytest.mark.slow

@@ -5,9 +5,11 @@ fused under them is a plate of one face. The depth crops, though, tell the faces
 face up look alike once turned to the seed's long axis (:mod:`.observation`), up to a half turn. So:
 
 1. **Faces.** The crops' nearest neighbours, under a distance that ignores a half turn of the crop, make a
-   graph; spectral clustering cuts it into ``faces`` clusters, one per face the parts come to rest on. In
-   each cluster the half turns are synchronised: the sign of each neighbour pair's better match, and the
-   leading eigenvector of the signed graph.
+   graph; spectral clustering cuts it into ``faces`` clusters, one per face the parts come to rest on, and
+   a cluster too small to be a face joins its nearest. The crops are compared by their heights and by
+   their outlines, which alone tell a flat part's faces apart. In each cluster the half turns are
+   synchronised: the sign of each neighbour pair's better match, and the leading eigenvector of the
+   signed graph.
 2. **Face models.** In each cluster every view, turned by its crop's angle (and half turn) and centred, is
    refined by trimmed ICP against the cluster's fusion, a few rounds; the views the fusion explains worst
    (strays from other faces) are left out of the face's model, which is then sharp but one-sided.
@@ -52,6 +54,8 @@ _TRIM = 0.8
 _FACE_KEEP = 0.7
 # The closed model is fused from the views that fit it best: the rest are as likely a wrong turn's.
 _MODEL_KEEP = 0.65
+# A face cluster holds at least this share of an even split of the views among the faces.
+_MIN_FACE_SHARE = 0.5
 # A placement must bring at least this share of its points within two voxels of the reference face's.
 _MIN_CONTACT = 0.05
 # Rounds of ICP of every view against the closed model; the later half fuse only the best-fitting views.
@@ -108,12 +112,20 @@ def icp(points: np.ndarray, pose: np.ndarray, model_tree: cKDTree, model: np.nda
 
 
 def face_clusters(crops: np.ndarray, faces: int, neighbours: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Each crop's face cluster (V,) and whether it is half-turned (V,) against its cluster.
+    """Each crop's face cluster (V,), at most ``faces`` of them, and whether it is half-turned (V,) against
+    its cluster.
 
-    ``crops`` (V, S, S) are the seeds' height crops turned to their long axes."""
+    ``crops`` (V, S, S) are the seeds' height crops turned to their long axes, zero off the seed."""
     count = len(crops)
-    flat = crops.reshape(count, -1).astype(np.float64)
-    turned = np.rot90(crops, 2, axes=(1, 2)).reshape(count, -1).astype(np.float64)
+    # A flat part lying flat has heights near zero, as the space around it has: its crops differ by their
+    # outline alone (a lever's two faces are each other's mirror image), which the heights do not show.
+    # The outline is compared too, weighted as a typical height of the crops.
+    crops = np.asarray(crops, dtype=np.float64)
+    seen = crops != 0
+    typical_height = float(np.quantile(np.abs(crops[seen]), 0.9)) if seen.any() else 0.0
+    features = np.stack([crops, typical_height * seen], axis=1)
+    flat = features.reshape(count, -1)
+    turned = np.rot90(features, 2, axes=(2, 3)).reshape(count, -1)
     norms = (flat**2).sum(1)
     straight = norms[:, None] + norms[None] - 2 * flat @ flat.T
     half_turned = norms[:, None] + norms[None] - 2 * flat @ turned.T
@@ -129,12 +141,22 @@ def face_clusters(crops: np.ndarray, faces: int, neighbours: int = 10, seed: int
         # Faces that share no neighbours leave the graph in pieces: that is what the clustering finds.
         warnings.filterwarnings("ignore", message="Graph is not fully connected")
         labels = SpectralClustering(faces, affinity="precomputed", random_state=seed, assign_labels="discretize").fit_predict(graph)
+    # A cluster of less than half a face's share is no face of its own but a few views of another, set
+    # apart by their poses' spread: a face model made of so few places every other face wrongly (a lever's
+    # two faces, stood on end). Its views join the cluster of their nearest view elsewhere.
+    sizes = np.bincount(labels, minlength=faces)
+    kept = sizes >= _MIN_FACE_SHARE * count / faces
+    if kept.any() and not kept.all():
+        strays = np.flatnonzero(~kept[labels])
+        others = np.flatnonzero(kept[labels])
+        labels[strays] = labels[others[np.argmin(distance[np.ix_(strays, others)], axis=1)]]
+        labels = np.unique(labels, return_inverse=True)[1]
     signs = np.zeros((count, count))
     for i, j in zip(rows, nearest.ravel()):
         if labels[i] == labels[j]:
             signs[i, j] = signs[j, i] = 1.0 if straight[i, j] <= half_turned[i, j] else -1.0
     flipped = np.zeros(count, bool)
-    for face in range(faces):
+    for face in range(labels.max() + 1):
         members = np.flatnonzero(labels == face)
         if len(members) > 1:
             leading = np.linalg.eigh(signs[np.ix_(members, members)])[1][:, -1]
@@ -315,11 +337,12 @@ def register_views(
         raise ValueError(f"register_views: rounds {rounds}: each face needs at least one round of ICP")
     if len(views_m) < 8 * faces:
         raise ValueError(f"register_views: {len(views_m)} views are too few for {faces} faces (need {8 * faces})")
-    bar = tqdm(total=2 * faces + _CLOSING_ROUNDS, desc="register the views", unit="step", leave=False, disable=not progress)
     labels, flipped = face_clusters(crops, faces)
+    found = int(labels.max()) + 1
+    bar = tqdm(total=2 * found + _CLOSING_ROUNDS, desc="register the views", unit="step", leave=False, disable=not progress)
     angles = np.asarray(angles, np.float64) + np.pi * flipped
     face_models = []
-    for face in range(faces):
+    for face in range(found):
         face_models.append(_face_model(views_m, angles, np.flatnonzero(labels == face), voxel_m, rounds))
         bar.update()
     placements = assemble(face_models, voxel_m, bar)
