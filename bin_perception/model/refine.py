@@ -100,21 +100,18 @@ def model_spacing_m(model_m: np.ndarray) -> float:
 
 
 def score_pose(
-    segment_m: np.ndarray,
-    model_m: np.ndarray,
-    pose: np.ndarray,
-    depth_m: np.ndarray,
-    K: np.ndarray,
-    inlier_m: float = 0.002,
-    spacing_m: float | None = None,
-    start: int = 0,
+    segment_m: np.ndarray, model_m: np.ndarray, pose: np.ndarray, depth_m: np.ndarray, K: np.ndarray, inlier_m: float = 0.002, start: int = 0
 ) -> RefinedPose:
     """``pose`` (camera_from_model) of one instance, scored by its fit to the instance's points and the free
-    space it violates in ``depth_m``; points within ``inlier_m`` (plus the model's spacing) are explained."""
-    spacing_m = model_spacing_m(model_m) if spacing_m is None else spacing_m
+    space it violates in ``depth_m``; points within ``inlier_m`` of a model point are explained.
+
+    ICP matches within ``inlier_m`` plus the model's spacing, but the fit does not add the spacing: a lever
+    turned end for end still lies within that looser distance of its own points, and only the tighter one
+    tells its boss from its bore (its poses correct at ADD(-S) 0.1 d: 0.71 with the spacing, 0.83 without).
+    """
     posed_model_m = model_m @ pose[:3, :3].T + pose[:3, 3]
     distances_m = cKDTree(posed_model_m).query(segment_m)[0]
-    fit = float((distances_m < inlier_m + spacing_m).mean())
+    fit = float((distances_m < inlier_m).mean())
     return RefinedPose(pose, fit, free_space_violation(posed_model_m, depth_m, K, inlier_m), start)
 
 
@@ -163,7 +160,7 @@ def refine_pose(
             model_from_camera = o3d.pipelines.registration.registration_icp(
                 segment, model, distance_m, model_from_camera, estimation, criteria
             ).transformation
-        candidate = score_pose(segment_m, model_m, np.linalg.inv(model_from_camera), depth_m, K, inlier_m, spacing_m, index)
+        candidate = score_pose(segment_m, model_m, np.linalg.inv(model_from_camera), depth_m, K, inlier_m, index)
         if best is None or candidate.score > best.score:
             best = candidate
     return best
