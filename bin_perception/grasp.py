@@ -29,7 +29,8 @@ _LIP_SECTORS = 12
 # The lip's ring, as fractions of the cup's radius.
 _LIP_INNER = 0.6
 # Contact points tried per instance, spread over its points; more buy little on a part a few cups wide.
-_CANDIDATES = 256
+_CANDIDATES = 64
+_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -44,34 +45,44 @@ class SuctionGrasp:
     seals: bool  # flat, supported all round and within the tilt
 
 
-def _plane(points_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The least-squares plane of ``points_m``: a point on it and its unit normal, facing the camera."""
-    centre = points_m.mean(axis=0)
-    normal = np.linalg.svd(points_m - centre, full_matrices=False)[2][-1]
+def _assess(
+    points_m: np.ndarray, tree: cKDTree, contacts_m: np.ndarray, radius_m: float, max_flatness_m: float, max_tilt_deg: float
+) -> list[SuctionGrasp]:
+    """The cup placed at each of ``contacts_m`` (C, 3), all at once: each placement's least-squares plane
+    (its RMS residual is the square root of the scatter's least eigenvalue), lip support and tilt."""
+    neighbours = tree.query_ball_point(contacts_m, radius_m)
+    counts = np.array([len(n) for n in neighbours])
+    owner = np.repeat(np.arange(len(contacts_m)), counts)
+    offsets = points_m[np.concatenate(neighbours).astype(np.int64)] - contacts_m[owner] if counts.sum() else np.zeros((0, 3))
+    enough = counts >= 3
+    safe = np.maximum(counts, 1)
+    mean = np.stack([np.bincount(owner, offsets[:, k], len(contacts_m)) for k in range(3)], axis=1) / safe[:, None]
+    products = (offsets[:, :, None] * offsets[:, None, :]).reshape(-1, 9)
+    second = np.stack([np.bincount(owner, products[:, k], len(contacts_m)) for k in range(9)], axis=1).reshape(-1, 3, 3)
+    eigenvalues, eigenvectors = np.linalg.eigh(second / safe[:, None, None] - mean[:, :, None] * mean[:, None, :])
+    normals = np.where(enough[:, None], eigenvectors[:, :, 0], np.nan)
+    flatness_m = np.where(enough, np.sqrt(np.maximum(eigenvalues[:, 0], 0.0)), np.inf)
     # The camera sits at the origin and looks along +z: the seen side of a surface faces it.
-    return centre, normal if normal @ centre < 0 else -normal
-
-
-def _assess(points_m: np.ndarray, tree: cKDTree, contact_m: np.ndarray, radius_m: float, max_flatness_m: float, max_tilt_deg: float) -> SuctionGrasp:
-    under = points_m[tree.query_ball_point(contact_m, radius_m)]
-    if len(under) < 3:
-        return SuctionGrasp(contact_m, np.array([0.0, 0.0, 1.0]), np.inf, 0.0, 90.0, False)
-    centre, normal = _plane(under)
-    flatness_m = float(np.sqrt(np.mean(((under - centre) @ normal) ** 2)))
-    # The lip's sectors, in the plane: two axes perpendicular to the normal.
-    u = np.cross(normal, [1.0, 0.0, 0.0] if abs(normal[0]) < 0.9 else [0.0, 1.0, 0.0])
-    u /= np.linalg.norm(u)
-    v = np.cross(normal, u)
-    offsets = under - contact_m
-    in_plane = np.stack([offsets @ u, offsets @ v], axis=1)
-    reach = np.linalg.norm(in_plane, axis=1)
-    lip = in_plane[reach >= _LIP_INNER * radius_m]
-    sectors = np.floor((np.arctan2(lip[:, 1], lip[:, 0]) + np.pi) / (2 * np.pi) * _LIP_SECTORS).astype(int) % _LIP_SECTORS
-    support = len(np.unique(sectors)) / _LIP_SECTORS
-    approach = -normal
-    tilt_deg = float(np.degrees(np.arccos(np.clip(approach[2], -1.0, 1.0))))
-    seals = flatness_m <= max_flatness_m and support == 1.0 and tilt_deg <= max_tilt_deg
-    return SuctionGrasp(contact_m, approach, flatness_m, support, tilt_deg, seals)
+    facing = np.einsum("ij,ij->i", normals, contacts_m) > 0
+    normals[facing] *= -1
+    # The lip's sectors, in each plane: two axes perpendicular to its normal.
+    helper = np.where(np.abs(normals[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+    u = np.cross(normals, helper)
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    v = np.cross(normals, u)
+    along_u, along_v = np.einsum("ij,ij->i", offsets, u[owner]), np.einsum("ij,ij->i", offsets, v[owner])
+    lip = np.hypot(along_u, along_v) >= _LIP_INNER * radius_m
+    sectors = np.floor((np.arctan2(along_v[lip], along_u[lip]) + np.pi) / (2 * np.pi) * _LIP_SECTORS).astype(np.int64) % _LIP_SECTORS
+    occupied = np.unique(owner[lip] * _LIP_SECTORS + sectors)
+    support = np.bincount(occupied // _LIP_SECTORS, minlength=len(contacts_m)) / _LIP_SECTORS
+    approach = -normals
+    with np.errstate(invalid="ignore"):
+        tilt_deg = np.degrees(np.arccos(np.clip(approach[:, 2], -1.0, 1.0)))
+    seals = enough & (flatness_m <= max_flatness_m) & (support == 1.0) & (tilt_deg <= max_tilt_deg)
+    return [
+        SuctionGrasp(contact, a if ok else np.array([0.0, 0.0, 1.0]), float(f), float(s), float(t) if ok else 90.0, bool(seal))
+        for contact, a, f, s, t, ok, seal in zip(contacts_m, approach, flatness_m, support, tilt_deg, enough, seals)
+    ]
 
 
 def suction_grasp(
@@ -86,22 +97,30 @@ def suction_grasp(
         raise ValueError(f"radius_m {radius_m} and max_flatness_m {max_flatness_m} must be positive")
     if len(points_m) < 3:
         return None
-    tree = cKDTree(points_m)
+    # A part narrower than the cup (a pin under a wide cup) has no lip support anywhere: skip the search.
+    spread = points_m - points_m.mean(axis=0)
+    if 2 * np.sqrt(3 * np.linalg.eigvalsh(np.cov(spread.T))[1]) < 2 * _LIP_INNER * radius_m:
+        return None
     rng = np.random.default_rng(seed)
     centroid = points_m.mean(axis=0)
-    candidates = points_m if len(points_m) <= _CANDIDATES else points_m[rng.choice(len(points_m), _CANDIDATES, replace=False)]
-    order = np.argsort(np.linalg.norm(candidates - centroid, axis=1))
-    for contact_m in candidates[order]:
-        grasp = _assess(points_m, tree, contact_m, radius_m, max_flatness_m, max_tilt_deg)
-        if grasp.seals:
-            return grasp
+    nearest = int(np.argmin(np.linalg.norm(spread, axis=1)))
+    drawn = rng.choice(len(points_m), min(_CANDIDATES, len(points_m)), replace=False)
+    candidates = points_m[np.r_[nearest, drawn]]
+    candidates = candidates[np.argsort(np.linalg.norm(candidates - centroid, axis=1), kind="stable")]
+    tree = cKDTree(points_m)
+    # Nearest the centroid first, a batch at a time: most parts seal in the first.
+    for batch in range(0, len(candidates), _BATCH):
+        sealing = [g for g in _assess(points_m, tree, candidates[batch : batch + _BATCH], radius_m, max_flatness_m, max_tilt_deg) if g.seals]
+        if sealing:
+            return sealing[0]
     return None
 
 
 def assess_suction(points_m: np.ndarray, contact_m: np.ndarray, radius_m: float, max_flatness_m: float, max_tilt_deg: float = 45.0) -> SuctionGrasp:
     """The cup placed at ``contact_m`` on the instance's seen points (n, 3): its approach and its checks."""
     points_m = np.asarray(points_m, dtype=np.float64)
-    return _assess(points_m, cKDTree(points_m), np.asarray(contact_m, dtype=np.float64), radius_m, max_flatness_m, max_tilt_deg)
+    contact_m = np.asarray(contact_m, dtype=np.float64).reshape(1, 3)
+    return _assess(points_m, cKDTree(points_m), contact_m, radius_m, max_flatness_m, max_tilt_deg)[0]
 
 
 def grasp_pose(grasp: SuctionGrasp) -> np.ndarray:
