@@ -112,4 +112,4 @@ def test_a_lever_turned_end_for_end_scores_below_the_true_pose():
         true_fit = refine_pose(segment, model_m, truth, sample.depth_m, sample.K, starts=1)
         turned = refine_pose(segment, model_m, _turned(truth, end_for_end), sample.depth_m, sample.K, starts=1)
         assert rotation_error_deg(truth[:3, :3], turned.pose[:3, :3]) > 90.0
-        assert turned.score < true_fit.score
+        assert turned.closeness < true_fit.closeness

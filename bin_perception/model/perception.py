@@ -249,7 +249,7 @@ class BinPerception(nn.Module):
                     config.refine_inlier_m, spacing_m,
                 )
             else:
-                checked = score_pose(segment_m, model_m, poses[i], frame.depth_m, frame.K, config.refine_inlier_m)
+                checked = score_pose(segment_m, model_m, poses[i], frame.depth_m, frame.K, config.refine_inlier_m, spacing_m)
             poses[i], confidences[i] = checked.pose, checked.confidence
         return poses, confidences
 

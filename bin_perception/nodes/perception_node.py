@@ -494,11 +494,15 @@ class PerceptionNode(LifecycleNode):
             self._training.offer(prediction.observation, frame)
             self._take_part_size()
         head = msg.header
-        picks = plan_picks(
-            [segment_points_m[prediction.point_labels == i] for i in range(1, len(prediction.poses) + 1)],
-            prediction.poses, prediction.confidences, model_points_m, frame.depth_m, prediction.labels, frame.K,
-            perception.workspace, self._gripper(), perception.camera_from_bin,
-        )
+        picks = []
+        # Up to a tenth of a frame's time (a bin of parts no cup seals on tries every contact): planned for a
+        # listener only, as the overlay is drawn.
+        if any(p.get_subscription_count() for p in (self._grasps, self._detections, self._markers)):
+            picks = plan_picks(
+                [segment_points_m[prediction.point_labels == i] for i in range(1, len(prediction.poses) + 1)],
+                prediction.poses, prediction.confidences, model_points_m, frame.depth_m, prediction.labels, frame.K,
+                perception.workspace, self._gripper(), perception.camera_from_bin,
+            )
         self._poses.publish(ros_messages.pose_array(head, prediction.poses))
         self._grasps.publish(ros_messages.grasp_array(head, picks))
         self._detections.publish(ros_messages.detections(head, prediction.poses, prediction.confidences, picks))
