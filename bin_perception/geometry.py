@@ -179,6 +179,17 @@ def pose_to_matrix(position_m: np.ndarray, q_xyzw: np.ndarray) -> np.ndarray:
     return T
 
 
+def project_to_pixels(points_m: np.ndarray, K: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The points (n, 3), camera frame, that fall on an image of ``shape`` (H, W): their indices into
+    ``points_m``, and the rows and columns of their (nearest) pixels. Points behind the camera fall on none."""
+    in_front = np.flatnonzero(points_m[:, 2] > 0)
+    z = points_m[in_front, 2]
+    u = np.round(K[0, 0] * points_m[in_front, 0] / z + K[0, 2]).astype(np.int64)
+    v = np.round(K[1, 1] * points_m[in_front, 1] / z + K[1, 2]).astype(np.int64)
+    inside = (u >= 0) & (u < shape[1]) & (v >= 0) & (v < shape[0])
+    return in_front[inside], v[inside], u[inside]
+
+
 def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Apply a homogeneous transform (4, 4) to points (n, 3)."""
     return points @ T[:3, :3].T + T[:3, 3]

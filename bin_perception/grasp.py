@@ -97,12 +97,12 @@ def suction_grasp(
         raise ValueError(f"radius_m {radius_m} and max_flatness_m {max_flatness_m} must be positive")
     if len(points_m) < 3:
         return None
+    centroid = points_m.mean(axis=0)
+    spread = points_m - centroid
     # A part narrower than the cup (a pin under a wide cup) has no lip support anywhere: skip the search.
-    spread = points_m - points_m.mean(axis=0)
     if 2 * np.sqrt(3 * np.linalg.eigvalsh(np.cov(spread.T))[1]) < 2 * _LIP_INNER * radius_m:
         return None
     rng = np.random.default_rng(seed)
-    centroid = points_m.mean(axis=0)
     nearest = int(np.argmin(np.linalg.norm(spread, axis=1)))
     drawn = rng.choice(len(points_m), min(_CANDIDATES, len(points_m)), replace=False)
     candidates = points_m[np.r_[nearest, drawn]]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import GripperConfig
+from .geometry import project_to_pixels, transform_points
 from .grasp import SuctionGrasp, suction_grasp
 
 # A model point covered by another instance's surface lies this much behind it, beyond the depth's noise.
@@ -52,19 +53,15 @@ def covered_share(
 ) -> np.ndarray:
     """For each instance (N,), the share of its model points (at its pose, projected into the image) whose
     pixel belongs to another instance with a surface nearer than the point by the margin."""
-    height_px, width_px = depth_m.shape
     shares = np.zeros(len(poses))
     for row, pose in enumerate(poses):
-        placed = model_points_m @ pose[:3, :3].T + pose[:3, 3]
-        in_front = placed[:, 2] > 0
-        u = np.round(K[0, 0] * placed[in_front, 0] / placed[in_front, 2] + K[0, 2]).astype(int)
-        v = np.round(K[1, 1] * placed[in_front, 1] / placed[in_front, 2] + K[1, 2]).astype(int)
-        inside = (u >= 0) & (u < width_px) & (v >= 0) & (v < height_px)
-        if not inside.any():
+        placed = transform_points(pose, model_points_m)
+        seen, rows, cols = project_to_pixels(placed, K, depth_m.shape)
+        if len(seen) == 0:
             continue
-        owner = labels[v[inside], u[inside]]
+        owner = labels[rows, cols]
         with np.errstate(invalid="ignore"):
-            nearer = depth_m[v[inside], u[inside]] < placed[in_front][inside, 2] - _COVER_MARGIN_M
+            nearer = depth_m[rows, cols] < placed[seen, 2] - _COVER_MARGIN_M
         shares[row] = float(np.mean((owner > 0) & (owner != row + 1) & nearer))
     return shares
 

@@ -26,6 +26,8 @@ import open3d as o3d
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
+from ..geometry import project_to_pixels
+
 
 def _start_order(turns: np.ndarray) -> np.ndarray:
     """The turns ordered as starts: the identity, then the half turns about each axis, then the rest by angle."""
@@ -84,17 +86,12 @@ def free_space_violation(points_m: np.ndarray, depth_m: np.ndarray, K: np.ndarra
     """The fraction of ``points_m`` (camera frame) that project into the image nearer than the depth measured
     there by more than ``margin_m``: space the camera saw through. Points off the image or over invalid depth
     say nothing and are left out; none left says nothing either (0)."""
-    z = points_m[:, 2]
-    in_front = z > 0
-    u = np.round(K[0, 0] * points_m[in_front, 0] / z[in_front] + K[0, 2]).astype(np.int64)
-    v = np.round(K[1, 1] * points_m[in_front, 1] / z[in_front] + K[1, 2]).astype(np.int64)
-    height, width = depth_m.shape
-    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
-    measured = depth_m[v[inside], u[inside]]
+    seen, rows, cols = project_to_pixels(points_m, K, depth_m.shape)
+    measured = depth_m[rows, cols]
     valid = np.isfinite(measured) & (measured > 0)
     if not valid.any():
         return 0.0
-    return float((z[in_front][inside][valid] < measured[valid] - margin_m).mean())
+    return float((points_m[seen[valid], 2] < measured[valid] - margin_m).mean())
 
 
 def _cloud(points: np.ndarray) -> o3d.geometry.PointCloud:
