@@ -15,7 +15,8 @@ face up look alike once turned to the seed's long axis (:mod:`.observation`), up
    (strays from other faces) are left out of the face's model, which is then sharp but one-sided.
 3. **Assembly.** Each face model, seen along its own viewing axis, declares empty the space in front of its
    surface and outside its outline (a height map). Another face model, placed at one of the 24 axis-aligned
-   turns of its frame and any shift, must put no point there, and must leave none of this one's there
+   turns of its frame (each after a turn about its long axis, in 15 degree steps) and any shift, must put no
+   point there, and must leave none of this one's there
    either, while touching it. All shifts are scored at once by FFT correlation of voxel grids. The best few
    placements of each face against a reference face are combined, and the combination whose faces violate
    each other's empty space least, over all pairs and references, wins.
@@ -45,8 +46,21 @@ from tqdm import tqdm
 
 from .fusion import fuse_views
 
-# The 24 rotations that map the coordinate axes onto themselves (signed).
-_TURNS = Rotation.create_group("O").as_matrix()
+# A part's rests keep its longest side level, but two rests may differ by any turn about that side, not a
+# right angle only (a bracket's tent on the edges of its legs against its base lying flat). A face model is
+# placed at the 24 rotations that map the axes onto themselves, and those of them that keep its long axis (x)
+# on the reference's long axis are tried after turns about it in steps of this many degrees as well.
+_LONG_AXIS_STEP_DEG = 15
+
+
+def _placement_turns() -> np.ndarray:
+    axis_turns = Rotation.create_group("O").as_matrix()
+    along = axis_turns[np.abs(axis_turns[:, 0, 0]) > 0.5]
+    about_long_axis = Rotation.from_euler("x", np.arange(_LONG_AXIS_STEP_DEG, 90, _LONG_AXIS_STEP_DEG)[:, None], degrees=True).as_matrix()
+    return np.concatenate([axis_turns, (along[:, None] @ about_long_axis[None]).reshape(-1, 3, 3)])
+
+
+_TURNS = _placement_turns()
 # ICP keeps the nearest 80 % of a view's matches: the rest are its seed's stray pixels or faces the model
 # does not have yet. Fits are scored on the same share.
 _TRIM = 0.8
@@ -241,9 +255,10 @@ class _Grid:
     def spectrum(self, grid: np.ndarray) -> np.ndarray:
         return fft.rfftn(grid, self.padded, axes=(0, 1, 2), workers=-1)
 
-    def correlate(self, a_spectrum: np.ndarray, b_spectrum: np.ndarray) -> np.ndarray:
-        """c[t] = sum_p a[p] b[p + t], for shifts t within ``reach`` voxels (index ``reach`` = no shift)."""
-        c = fft.irfftn(np.conj(a_spectrum) * b_spectrum, self.padded, axes=(0, 1, 2), workers=-1)
+    def correlation(self, cross_spectrum: np.ndarray) -> np.ndarray:
+        """c[t] = sum_p a[p] b[p + t], for shifts t within ``reach`` voxels (index ``reach`` = no shift), from
+        conj(A) B: a sum of such products gives the sum of the correlations in one inverse transform."""
+        c = fft.irfftn(cross_spectrum, self.padded, axes=(0, 1, 2), workers=-1)
         c = np.roll(c, self.reach, axis=(0, 1, 2))
         span = 2 * self.reach + 1
         return c[:span, :span, :span]
@@ -266,21 +281,23 @@ class _Reference:
         return cls(grid.spectrum(empty_space), grid.spectrum(occupied), grid.spectrum(near), len(face.points))
 
 
-def _placements(reference: _Reference, other: _FaceModel, other_empty_space: _EmptySpace, grid: _Grid) -> list[tuple[float, np.ndarray]]:
-    """The best placements (score, reference_from_other) of ``other``'s face model against the reference face."""
-    found = []
+def _placements(
+    references: dict[int, _Reference], other: _FaceModel, other_empty_space: _EmptySpace, grid: _Grid
+) -> dict[int, list[tuple[float, np.ndarray]]]:
+    """The best placements (score, reference_from_other) of ``other``'s face model against each reference face."""
+    found: dict[int, list[tuple[float, np.ndarray]]] = {ref: [] for ref in references}
     for turn in _TURNS:
-        occupied = grid.spectrum(grid.occupancy(other.points @ turn.T))
+        occupied = np.conj(grid.spectrum(grid.occupancy(other.points @ turn.T))) / len(other.points)
         # Other's empty space at grid point g of the reference frame, before the shift: empty(turn^T g).
-        other_empty = grid.spectrum(other_empty_space(grid.centres @ turn).reshape((grid.size,) * 3).astype(np.float64))
-        violation = grid.correlate(occupied, reference.empty) / len(other.points) + grid.correlate(other_empty, reference.points) / reference.count
-        contact = grid.correlate(occupied, reference.near) / len(other.points)
-        score = np.where(contact >= _MIN_CONTACT, violation, np.inf)
-        best = np.unravel_index(np.argmin(score), score.shape)
-        if np.isfinite(score[best]):
-            found.append((float(score[best]), _pose(turn, (np.array(best) - grid.reach) * grid.voxel_m)))
-    found.sort(key=lambda placement: placement[0])
-    return found[:_PLACEMENTS_KEPT]
+        other_empty = np.conj(grid.spectrum(other_empty_space(grid.centres @ turn).reshape((grid.size,) * 3).astype(np.float64)))
+        for ref, reference in references.items():
+            violation = grid.correlation(occupied * reference.empty + other_empty * reference.points / reference.count)
+            contact = grid.correlation(occupied * reference.near)
+            score = np.where(contact >= _MIN_CONTACT, violation, np.inf)
+            best = np.unravel_index(np.argmin(score), score.shape)
+            if np.isfinite(score[best]):
+                found[ref].append((float(score[best]), _pose(turn, (np.array(best) - grid.reach) * grid.voxel_m)))
+    return {ref: sorted(placements, key=lambda placement: placement[0])[:_PLACEMENTS_KEPT] for ref, placements in found.items()}
 
 
 def _mutual_violation(faces: list[_FaceModel], empty: list[_EmptySpace], placement: dict[int, np.ndarray]) -> float:
@@ -295,23 +312,28 @@ def _mutual_violation(faces: list[_FaceModel], empty: list[_EmptySpace], placeme
 
 def assemble(faces: list[_FaceModel], voxel_m: float, bar: tqdm | None = None) -> list[np.ndarray]:
     """Each face model's placement (4, 4) in one frame (model_from_face), chosen as the module describes;
-    ``bar`` advances by one per reference face."""
+    ``bar`` advances by one per face."""
     radius = max(float(np.linalg.norm(f.points, axis=1).max()) for f in faces)
     grid_voxel = radius / _VOXELS_PER_RADIUS
     grid = _Grid(grid_voxel, int(np.ceil(2.05 * _VOXELS_PER_RADIUS)), _VOXELS_PER_RADIUS)
     empty = [_EmptySpace(f.points, voxel_m, 1.3 * voxel_m) for f in faces]
+    references = {ref: _Reference.of(face, empty[ref], grid) for ref, face in enumerate(faces)}
+    # Each face's turns are transformed once, against every other face as the reference.
+    options: dict[int, dict[int, list[tuple[float, np.ndarray]]]] = {ref: {} for ref in references}
+    for other, face in enumerate(faces):
+        placed = _placements({ref: r for ref, r in references.items() if ref != other}, face, empty[other], grid)
+        for ref, placements in placed.items():
+            options[ref][other] = placements
+        if bar is not None:
+            bar.update()
     best_score, best = np.inf, None
     for ref in range(len(faces)):
         others = [o for o in range(len(faces)) if o != ref]
-        reference = _Reference.of(faces[ref], empty[ref], grid)
-        options = [_placements(reference, faces[o], empty[o], grid) for o in others]
-        for choice in itertools.product(*options):
+        for choice in itertools.product(*(options[ref][o] for o in others)):
             placement = {ref: np.eye(4)} | {o: pose for o, (_, pose) in zip(others, choice)}
             score = _mutual_violation(faces, empty, placement)
             if score < best_score:
                 best_score, best = score, placement
-        if bar is not None:
-            bar.update()
     if best is None:
         raise ValueError("no placement of the face models touches another: too few views per face")
     return [best[face] for face in range(len(faces))]
