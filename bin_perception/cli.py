@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .config import REFINEMENTS, SENSORS, Config, ConfigError, TopicsConfig, load_config
+from .config import AUTO, REFINEMENTS, SENSORS, Config, ConfigError, TopicsConfig, load_config
 from .extras import MissingExtraError, missing_extra
 from .geometry import BIN_POSE_DOC, WORKSPACE_DOC, format_bin_pose, parse_bin_pose, parse_workspace
 from .io.errors import BagError
@@ -29,6 +29,19 @@ def add_bag_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--gt-poses-topic", help=f"ground-truth PoseArray topic [{defaults.gt_poses}]")
     group.add_argument("--workspace", type=parse_workspace, help=f"the parts' box: {WORKSPACE_DOC}")
     group.add_argument("--bin-pose", type=parse_bin_pose, help=f"with --workspace, the frame of its box: {BIN_POSE_DOC}")
+
+
+def part_count(value: str) -> int | str:
+    """An --instances value: a count of at least 1, or auto."""
+    if value == AUTO:
+        return value
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a count of at least 1 or {AUTO}, got {value!r}")
+    return count
 
 
 def topics_from_args(args: argparse.Namespace, config: Config) -> TopicsConfig:
@@ -247,7 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = verbs.add_parser("evaluate", help="evaluate a model and the clustering baselines on a bag")
     evaluate.add_argument("--bag", required=True, help="a bag with ground truth")
     evaluate.add_argument("--checkpoint", help="RUN_DIR/checkpoint.pt; without it, the baselines alone")
-    evaluate.add_argument("--instances", type=int, help="N; required without --checkpoint")
+    evaluate.add_argument(
+        "--instances", type=part_count,
+        help=f"N, or {AUTO}: the model counts the parts in each frame [the bag's N]; N is required without --checkpoint",
+    )
     evaluate.add_argument("--baselines", default="kmeans,spectral,dbscan", help="comma-separated, or empty")
     evaluate.add_argument("--max-frames", type=int, help="evaluate at most this many frames")
     evaluate.add_argument(

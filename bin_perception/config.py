@@ -58,6 +58,8 @@ class CameraConfig:
 
 # The kinds of depth camera the simulator imitates (bin_perception.sim.noise.SENSOR_PRESETS).
 SENSORS = ("clean", "structured_light", "tof", "stereo")
+# The count of parts that says: count them in every frame (a per-seed model that measured the part).
+AUTO = "auto"
 
 
 @dataclass

@@ -125,6 +125,37 @@ def label_image_scores(true_labels: np.ndarray, pred_labels: np.ndarray) -> Pair
     return pairwise_scores(true_labels[scored], pred_labels[scored])
 
 
+# A part that shows less than this share of the median instance's points counts for no count: nearly hidden,
+# no gripper reaches it, and whether a method sees it is a matter of a few pixels.
+COUNT_MIN_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class CountAccuracy:
+    """How often a count of the parts per frame was right: exactly, and within one."""
+
+    exact: float
+    within_one: float
+    min_share: float  # the share of the median instance's points that a true instance shows to count
+
+    def to_dict(self) -> dict[str, float]:
+        return {"count_exact": self.exact, "count_within_one": self.within_one, "count_min_share": self.min_share}
+
+
+def count_accuracy(counted: np.ndarray, true_points: Sequence[np.ndarray], min_share: float = COUNT_MIN_SHARE) -> CountAccuracy:
+    """The accuracy of ``counted`` (F,), one count per frame, against the true instances of each frame that show at
+    least ``min_share`` of the median true instance's points over all the frames (``true_points``: per frame, the
+    seen points of each true instance)."""
+    counted = np.asarray(counted)
+    if len(counted) != len(true_points) or len(counted) == 0:
+        raise ValueError(f"count_accuracy: {len(counted)} counts for {len(true_points)} frames (need one per frame, at least one)")
+    sizes = [np.asarray(points) for points in true_points]
+    every = np.concatenate(sizes)
+    least = min_share * float(np.median(every)) if len(every) else 0.0
+    truth = np.array([int((points >= least).sum()) for points in sizes])
+    return CountAccuracy(float(np.mean(counted == truth)), float(np.mean(np.abs(counted - truth) <= 1)), min_share)
+
+
 # ---------------------------------------------------------------------------
 # 6D pose
 

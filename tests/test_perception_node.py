@@ -89,8 +89,8 @@ def test_node_perceives_a_camera_in_another_process_and_beats_kmeans(ros, checkp
         ros, "sim_camera_node", "-p", f"part:={PART}", "-p", f"instances:={INSTANCES}", "-p", "seed:=99",
         "-p", "rate_hz:=4.0", "-p", "frames_per_bin:=1",
     )
-    # A cup small enough for a bolt's head (13 mm across its flats).
-    node = start(ros, "perception_node", "-p", f"checkpoint:={checkpoint}", "-p", "gripper.suction_radius_m:=0.004")
+    # A cup small enough for a bolt's head (13 mm across its flats); a count given is a count kept.
+    node = start(ros, "perception_node", "-p", f"checkpoint:={checkpoint}", "-p", "gripper.suction_radius_m:=0.004", "-p", f"instances:={INSTANCES}")
 
     listener = rclpy.create_node("listener")
     clouds, markers, overlays, detections, grasps = [], [], [], [], []
@@ -213,6 +213,22 @@ BAD_FRAMES_PUBLISHER = CAMERA_SCRIPT + textwrap.dedent(
 )
 
 
+def test_the_node_counts_the_parts_when_not_told_how_many(ros, checkpoint):
+    start(
+        ros, "sim_camera_node", "-p", f"part:={PART}", "-p", f"instances:={INSTANCES}", "-p", "seed:=7",
+        "-p", "rate_hz:=4.0", "-p", "frames_per_bin:=1",
+    )
+    node = start(ros, "perception_node", "-p", f"checkpoint:={checkpoint}")
+    results = collect(8, timeout_s=150.0)
+    assert len(results) == 8, node.stdout.read() if node.poll() is not None else "the node is running but silent"
+    counts = [len(result.poses) for result in results]
+    ours = [label_image_scores(r.frame.gt_labels, r.labels).f1 for r in results]
+    # K-means is told each bin's count, which the node was not.
+    kmeans = [label_image_scores(r.frame.gt_labels, baseline_label_image(r.frame, r.labels > 0, "kmeans", INSTANCES)).f1 for r in results]
+    assert sum(count == INSTANCES for count in counts) >= 6, counts
+    assert np.mean(ours) > np.mean(kmeans), (ours, kmeans)
+
+
 def test_the_camera_can_simulate_its_bins_first_and_cycle_them(ros):
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
@@ -260,7 +276,7 @@ def test_a_real_cameras_depth_images_arrive_whole_across_processes(ros):
 
 
 def test_bad_frames_are_dropped_counted_and_the_node_stays_alive(ros, checkpoint, tmp_path):
-    node = start(ros, "perception_node", "-p", f"checkpoint:={checkpoint}")
+    node = start(ros, "perception_node", "-p", f"checkpoint:={checkpoint}", "-p", f"instances:={INSTANCES}")
     bag = checkpoint.parents[1] / "bolt_n3.mcap"
     publisher = subprocess.Popen([sys.executable, "-c", BAD_FRAMES_PUBLISHER, str(bag)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ros.append(publisher)
@@ -354,6 +370,9 @@ def test_parameters_change_at_run_time_and_services_save_and_reload(ros, checkpo
     assert set_one("model.floor_band_m", 0.002) == (True, "")
     ok, reason = set_one("model.floor_band_m", -0.001)
     assert not ok and "model.floor_band_m" in reason
+    assert set_one("instances", "auto") == (True, "")  # this model counts the parts unless told how many
+    ok, reason = set_one("instances", "many")
+    assert not ok and "parameter instances: expected int, got 'many'" in reason
     assert set_one("instances", 4) == (True, "")  # the per-seed method takes any N
     ok, reason = set_one("mode", "train_inloop")
     assert not ok and "fixed at start-up" in reason
@@ -532,7 +551,7 @@ HOLEY_STREAM_PUBLISHER = CAMERA_SCRIPT + textwrap.dedent(
 
 
 def test_a_stream_with_holes_in_a_third_of_its_frames_is_perceived_frame_after_frame(ros, checkpoint):
-    node = start(ros, "perception_node", "-p", f"checkpoint:={checkpoint}")
+    node = start(ros, "perception_node", "-p", f"checkpoint:={checkpoint}", "-p", f"instances:={INSTANCES}")
     bag = checkpoint.parents[1] / "bolt_n3.mcap"
     publisher = subprocess.Popen(
         [sys.executable, "-c", HOLEY_STREAM_PUBLISHER, str(bag)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -30,7 +30,7 @@ import numpy as np
 import open3d as o3d
 
 from ..baselines import choose_dbscan_eps, run_baseline
-from ..config import Config, ConfigError, TopicsConfig
+from ..config import AUTO, Config, ConfigError, TopicsConfig
 from ..extras import require
 from ..frame import Frame
 from ..geometry import parse_bin_pose
@@ -41,6 +41,7 @@ from ..metrics import (
     ModelFidelity,
     PoseErrors,
     chamfer_distance,
+    count_accuracy,
     instance_rotation_errors_deg,
     model_fidelity,
     pairwise_scores,
@@ -60,8 +61,15 @@ if TYPE_CHECKING:
 DBSCAN_EPS_CANDIDATES_M = tuple(np.geomspace(0.0003, 0.008, 15))
 
 
-def _check_fit(perception, instances: int | None, bag_instances: str | None, config: Config | None, checkpoint: Path) -> None:
-    """Raise unless the checkpoint can perceive this bag; a per-seed model is set to the bag's N."""
+def _check_fit(perception, instances: int | str | None, bag_instances: str | None, config: Config | None, checkpoint: Path) -> None:
+    """Raise unless the checkpoint can perceive this bag; a per-seed model is set to the bag's N, or to count the parts."""
+    if instances == AUTO:
+        try:
+            perception.set_instances(AUTO)
+        except ValueError as error:
+            raise CheckpointError(f"checkpoint {checkpoint}: {error}") from None
+        instances = None
+        bag_instances = None
     for source, count in (("--instances is", instances), ("the bag holds bins of", bag_instances)):
         # The per-seed method's network sees one part at a time, so it perceives any N.
         if count is not None and int(count) != perception.instances and not perception.per_seed:
@@ -69,7 +77,7 @@ def _check_fit(perception, instances: int | None, bag_instances: str | None, con
     if instances is not None and bag_instances is not None and instances != int(bag_instances):
         raise CheckpointError(f"--instances is {instances}, but the bag holds bins of {bag_instances}")
     wanted = instances if instances is not None else bag_instances
-    if wanted is not None:
+    if wanted is not None and not perception.counts_parts:
         perception.set_instances(int(wanted))
     if config is not None and config.model.input_size_px != perception.config.input_size_px:
         raise CheckpointError(
@@ -82,7 +90,7 @@ def evaluate(
     bag: str,
     out: str | os.PathLike,
     checkpoint: str | None = None,
-    instances: int | None = None,
+    instances: int | str | None = None,
     baselines: tuple[str, ...] = ("kmeans", "spectral", "dbscan"),
     config: Config | None = None,
     topics: TopicsConfig | None = None,
@@ -95,7 +103,9 @@ def evaluate(
 ) -> dict:
     """Evaluate on ``bag``; a ``config``, when given, must agree with the checkpoint. ``camera_from_bin`` is the
     frame of ``workspace`` (the bin's in the camera's; None: the camera's own). ``refine`` (none or icp)
-    overrides the checkpoint's pose refinement, so that one model is scored both ways."""
+    overrides the checkpoint's pose refinement, so that one model is scored both ways. With ``instances`` "auto"
+    the model counts the parts in each frame, the baselines that need a count are given the frame's true one, and
+    the report gives the count's accuracy (:func:`~bin_perception.metrics.count_accuracy`)."""
     config_given = config is not None
     config = config or Config()
     topics = topics or config.topics
@@ -107,11 +117,11 @@ def evaluate(
         perception, _, _ = load_checkpoint(checkpoint)
         _check_fit(perception, instances, reader.custom_data.get(META_INSTANCES), config if config_given else None, Path(checkpoint))
         perception.eval()
-        instances = perception.instances
+        instances = AUTO if perception.counts_parts else perception.instances
         if refine is not None:
             perception.config = dataclasses.replace(perception.config, refine=refine)
-    elif instances is None:
-        raise ConfigError("without --checkpoint, --instances is required")
+    elif instances is None or instances == AUTO:
+        raise ConfigError("without --checkpoint, --instances N is required (counting the parts needs a trained model)")
     # A box and its frame come from one source: the flags, the config, the bag (which describes its own
     # bin) or the checkpoint (the bin it was trained on).
     if workspace is None and config.workspace:
@@ -162,6 +172,10 @@ def evaluate(
     frame_confidences: list[np.ndarray] = []  # its poses' confidences, likewise
     # A per-seed model's poses fitted to the true segments: whether a wrong pose is the segments' fault or the model's.
     true_segment_errors: list[PoseErrors] = []
+    counting = perception is not None and perception.counts_parts
+    # Per frame: the model's count and the true instances' seen points, for the count's accuracy.
+    counted: list[int] = []
+    true_points: list[np.ndarray] = []
 
     for frame in evaluation:
         observe_start = time.perf_counter()
@@ -188,9 +202,12 @@ def evaluate(
             elif method == "model_transfer":
                 labels = transfer_labels(obs.points, rendered.visible_points, rendered.visible_ids)
             else:
-                labels = run_baseline(method, points_m, instances, **params[method])
+                true_count = len(np.unique(truth[part])) if counting else instances
+                labels = run_baseline(method, points_m, max(true_count, 1), **params[method])
             elapsed_ms = 1000 * (time.perf_counter() - start) + (observe_ms if method.startswith("model") else 0.0)
             if method == "model":
+                counted.append(len(prediction.poses))
+                true_points.append(np.unique(truth[part], return_counts=True)[1])
                 # The chamfer (and the label transfer) need the rendered scene, which a seeds-segmenting node skips.
                 rendered = prediction if prediction.visible_points is not None else perception.predict(frame, obs, render_scene=True)
             scores = pairwise_scores(truth[part], labels[part])
@@ -238,6 +255,8 @@ def evaluate(
                 true_segments_add_recall=on_truth.add_recall, true_segments_ar=on_truth.ar,
                 true_segments_rotation_median_deg=on_truth.rotation_median_deg,
             )
+    if counting and "model" in summary:
+        summary["model"].update(count_accuracy(np.asarray(counted), true_points).to_dict())
     result = {
         "bag": str(reader.path),
         "part": reader.part_name,
@@ -324,11 +343,18 @@ def _write_report(
     for method, m in result["methods"].items():
         chamfer = f"{m['chamfer'] * 1000:.2f}" if m.get("chamfer") is not None else "-"
         lines.append(f"| {method} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {chamfer} | {m['ms_per_frame']:.1f} | {m['frames']} |")
+    ours = result["methods"].get("model", {})
+    if "count_exact" in ours:
+        lines += [
+            "",
+            f"The model counted the parts (instances auto); the baselines were given each frame's true count. The count "
+            f"was exact in {ours['count_exact']:.3f} of the frames and off by at most one in {ours['count_within_one']:.3f}, "
+            f"counting as parts the true instances that show at least {ours['count_min_share']:.0%} of the median instance's points.",
+        ]
     if result["model_fidelity_m"] is not None:
         lines += ["", f"Learned model to true mesh, chamfer after the best rigid alignment: {result['model_fidelity_m'] * 1000:.2f} mm."]
     if result["fused_model_fidelity_m"] is not None:
         lines += ["", f"Fused model (model_fused.ply, as many points) to true mesh, the same way: {result['fused_model_fidelity_m'] * 1000:.2f} mm."]
-    ours = result["methods"].get("model", {})
     if "rotation_error_deg" in ours:
         lines.append(
             f"Pose errors (Hungarian-matched, symmetry-aware): rotation {ours['rotation_error_deg']:.1f} deg, "

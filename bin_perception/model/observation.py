@@ -22,12 +22,14 @@ a symmetric silhouette), and the angle is given back to the pose
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
 import torch
 from scipy import ndimage
 
+from ..config import AUTO
 from ..frame import Frame
 from ..geometry import backproject, floor_side_extended, in_workspace
 from .seeds import PartSize, seed_labels, whole_part_sizes
@@ -93,7 +95,7 @@ def observe(
     workspace: np.ndarray,
     normalization: Normalization,
     input_size_px: int,
-    seed_instances: int | None = None,
+    seed_instances: int | Literal["auto"] | None = None,
     seed_jump_px: float = 1.5,
     seed_fragment_fraction: float = 0.25,
     seed_part_size_m: PartSize | None = None,
@@ -105,7 +107,8 @@ def observe(
 ) -> Observation:
     """Back-project a frame, keep the workspace, normalise, and make the network's input.
 
-    With ``seed_instances``, also seed that many instances and cut their crops; with
+    With ``seed_instances``, also seed that many instances and cut their crops (``"auto"``: as many as the
+    seeds count, which needs ``seed_part_size_m``); with
     ``seed_part_size_m`` too, the seeds go by the part's shape and rejoin the pieces of occluded parts.
     With ``camera_from_bin``, the workspace box is in the bin's frame (:func:`~bin_perception.geometry.in_workspace`);
     ``floor_band_m`` keeps what touches it that far beyond its floor face (:func:`workspace_mask`). Given
@@ -128,9 +131,13 @@ def observe(
     else:
         part_size = None if seed_part_size_m is None else seed_part_size_m.scaled(1.0 / normalization.scale_m)
         seeds = seed_labels(
-            frame.depth_m, inside, points, float(frame.K[0, 0]), seed_instances, seed_jump_px, seed_fragment_fraction, part_size=part_size
+            frame.depth_m, inside, points, float(frame.K[0, 0]), None if seed_instances == AUTO else seed_instances,
+            seed_jump_px, seed_fragment_fraction, part_size=part_size, unit_m=normalization.scale_m,
         )
-    centres = np.stack([points[seeds == i].mean(axis=0) for i in range(1, seed_instances + 1)]).astype(np.float32)
+        seed_instances = int(seeds.max())
+    centres = np.zeros((seed_instances, 3), dtype=np.float32)
+    for i in range(seed_instances):
+        centres[i] = points[seeds == i + 1].mean(axis=0)
     rows, cols = np.divmod(pixels, frame.depth_m.shape[1])
     crops, angles = [], []
     for i in range(1, seed_instances + 1):
@@ -141,7 +148,8 @@ def observe(
         else:
             angles.append(0.0)
             crops.append(_crop(height_m, own_rows, own_cols, base, input_size_px))
-    return Observation(points, pixels, image, frame.depth_m.shape, seeds, np.stack(crops), centres, np.asarray(angles, dtype=np.float32))
+    crops, angles = _stacked(crops, input_size_px), np.asarray(angles, dtype=np.float32)
+    return Observation(points, pixels, image, frame.depth_m.shape, seeds, crops, centres, angles)
 
 
 def whole_part_sizes_m(
@@ -210,6 +218,11 @@ def _resized(image: np.ndarray, size_px: int) -> np.ndarray:
     return torch.nn.functional.interpolate(
         torch.from_numpy(image.astype(np.float32))[None, None], size=(size_px, size_px), mode="area"
     )[0, 0].numpy()
+
+
+def _stacked(crops: list[np.ndarray], size_px: int) -> np.ndarray:
+    """The crops as one array (k, size, size), k = 0 for a bin with no part."""
+    return np.stack(crops) if crops else np.zeros((0, size_px, size_px), dtype=np.float32)
 
 
 def _crop(height: np.ndarray, rows: np.ndarray, cols: np.ndarray, base_height: float, size_px: int) -> np.ndarray:

@@ -14,12 +14,13 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..config import ModelConfig, build_dataclass
+from ..config import AUTO, ModelConfig, build_dataclass
 from ..depth_filters import crop_frame, decimate_frame, decimation_factor, upsampled_labels
 from ..frame import Frame
 from ..geometry import format_bin_pose, parse_bin_pose, workspace_image_region
@@ -75,6 +76,8 @@ class BinPerception(nn.Module):
     ) -> None:
         super().__init__()
         self.instances = instances
+        # Whether each frame's parts are counted (set_instances("auto")) rather than taken to be ``instances``.
+        self.counts_parts = False
         self.config = config or ModelConfig()
         self.workspace = np.asarray(workspace, dtype=np.float64).reshape(2, 3)
         # The frame of the workspace box: the bin's (4, 4) in the camera's, or None for the camera's own.
@@ -93,17 +96,32 @@ class BinPerception(nn.Module):
     def per_seed(self) -> bool:
         return self.config.method == "per_seed"
 
-    def set_instances(self, instances: int) -> None:
-        """Perceive ``instances`` parts per bin from now on.
+    @property
+    def can_count_parts(self) -> bool:
+        """Whether this model can count the parts in each frame (``set_instances("auto")``): a per-seed model that
+        measured the part's size in training."""
+        return self.per_seed and self.part_size_m is not None
 
-        The per-seed method's network sees one part at a time, so any N >= 1 works; the whole-image network
+    def set_instances(self, instances: int | Literal["auto"]) -> None:
+        """Perceive ``instances`` parts per bin from now on, or with ``"auto"`` as many as the seeds count.
+
+        The per-seed method's network sees one part at a time, so any N >= 1 works, and so does a count that
+        changes from frame to frame, given the part's size that training measured; the whole-image network
         regresses a fixed N poses, the N it was trained for.
         """
-        if instances < 1:
+        if instances == AUTO:
+            if not self.can_count_parts:
+                raise ValueError(
+                    "instances auto: counting the parts needs a per_seed model that measured the part's size in training"
+                    + ("" if self.per_seed else f"; this whole_image model perceives exactly {self.instances}")
+                )
+            self.counts_parts = True
+            return
+        if not isinstance(instances, int) or instances < 1:
             raise ValueError(f"instances {instances}: a bin holds at least one part")
         if not self.per_seed and instances != self.instances:
             raise ValueError(f"instances {instances}: this model (method whole_image) was trained for exactly {self.instances}")
-        self.instances = instances
+        self.instances, self.counts_parts = instances, False
 
     def set_workspace(self, workspace: np.ndarray, camera_from_bin: np.ndarray | None = None) -> None:
         """Crop frames to another box, in the bin's frame ``camera_from_bin`` (None: the camera's). The
@@ -143,9 +161,10 @@ class BinPerception(nn.Module):
         if seeds is not None and not self.per_seed:
             raise ValueError("seeds given to a whole_image model, which has none")
         config = self.config
+        seed_instances = (AUTO if self.counts_parts else self.instances) if self.per_seed else None
         return observe(
             self.observed_frame(frame), self.workspace, self.normalization, config.input_size_px,
-            self.instances if self.per_seed else None, config.seed_jump_px, config.seed_fragment_fraction, self.part_size_m,
+            seed_instances, config.seed_jump_px, config.seed_fragment_fraction, self.part_size_m,
             config.align_crops, camera_from_bin=self.camera_from_bin, floor_band_m=config.floor_band_m, seeds=seeds,
         )
 
@@ -195,6 +214,11 @@ class BinPerception(nn.Module):
         only when ``render_scene`` asks for its visible points (``Prediction.visible_points``).
         """
         obs = observation or self.observe(frame)
+        if obs.centres is not None and len(obs.centres) == 0:
+            # A counted bin with no part in it: an empty bin is an answer, not an error.
+            return Prediction(
+                np.zeros((0, 4, 4)), np.zeros(len(obs.points), np.uint16), np.zeros(frame.depth_m.shape, np.uint16), obs, None, None, np.zeros(0)
+            )
         device = self.object_model.points.device
         rotations, translations = self([obs])
         model = self.object_model()
@@ -211,6 +235,9 @@ class BinPerception(nn.Module):
             visible = visible_scene(scene, self.normalization.camera, self.config.hpr_exponent)[0].cpu().numpy()
             visible_points, visible_ids = scene[0].cpu().numpy()[visible], instance_ids(rotations.shape[1], len(model))[visible]
         point_labels = transfer_labels(obs.points, visible_points, visible_ids) if transfer else obs.seeds
+        if transfer and obs.seeds is not None:
+            # What the seeds found to be no part stays none: the rendered parts would claim it.
+            point_labels = np.where(obs.seeds > 0, point_labels, 0)
         poses = np.tile(np.eye(4), (rotations.shape[1], 1, 1))
         # Model units to metres: the rotation is unchanged, the translation rescales.
         poses[:, :3, :3] = rotations[0].cpu().numpy()

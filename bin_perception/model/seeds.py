@@ -77,6 +77,14 @@ _BOX_MARGIN = 0.04
 _SIZEABLE_FRAGMENT = 0.05
 # A region wider than this many part extents holds more than one part, whatever its depth steps say.
 _SIDE_BY_SIDE_EXTENT = 1.5
+# Counting the parts, a region is one when its seen area is at least this share of a whole part's (the
+# product of the part's two longest principal spans): less is a sliver of a part nearly hidden, which no
+# gripper reaches, or something that is no part.
+_PART_AREA_SHARE = 0.15
+# Counting the parts, pieces of one part this close (a share of its extent) may be one part, where together they
+# fit in the part's box grown by this factor.
+_PIECE_GAP = 0.15
+_PIECE_BOX_SLACK = 1.15
 
 
 @dataclass(frozen=True)
@@ -469,37 +477,102 @@ def _islands_by_shape(depth_m: np.ndarray, inside: np.ndarray, points: np.ndarra
     return np.unique(merged, return_inverse=True)[1]
 
 
+def _join_pieces(points: np.ndarray, regions: np.ndarray, size: PartSize) -> np.ndarray:
+    """``regions`` with pieces of one part joined: two regions that come within ``_PIECE_GAP`` of the part's
+    extent of each other and together fit its box, the pair that fits best first. A counted bin needs this
+    where an occluder's shadow (a structured-light camera sees none of the floor beside a part's edge) or a
+    step of the part's own cuts it apart without the depth step that :func:`_bridge_occluded` follows; two
+    parts together never fit one part's box, nor a little more."""
+    # The box is the 90th percentile of whole parts' spans: a tenth of whole parts stick out of it.
+    box, margin, gap = _PIECE_BOX_SLACK * np.asarray(size.box), _BOX_MARGIN * size.extent, _PIECE_GAP * size.extent
+    members = [np.flatnonzero(regions == r) for r in range(regions.max() + 1)]
+    trees = [cKDTree(points[m]) for m in members]
+
+    def near(x: int, y: int) -> bool:
+        small, large = (x, y) if len(members[x]) <= len(members[y]) else (y, x)
+        return bool(np.isfinite(trees[large].query(points[members[small]], distance_upper_bound=gap)[0]).any())
+
+    while True:
+        fits = [
+            (_box_excess(points[np.concatenate([members[x], members[y]])], box), x, y)
+            for x in range(len(members)) for y in range(x + 1, len(members))
+            if len(members[x]) and len(members[y]) and near(x, y)
+        ]
+        fits = [fit for fit in fits if fit[0] <= margin]
+        if not fits:
+            break
+        _, x, y = min(fits)
+        members[x] = np.concatenate([members[x], members[y]])
+        members[y] = members[y][:0]
+        trees[x] = cKDTree(points[members[x]])
+    joined = np.zeros(len(points), dtype=np.int64)
+    for r, m in enumerate(members):
+        joined[m] = r
+    return np.unique(joined, return_inverse=True)[1]
+
+
+def _part_count(regions: np.ndarray, pixel_area: np.ndarray, size: PartSize) -> int:
+    """How many of ``regions`` are parts: those whose seen area reaches ``_PART_AREA_SHARE`` of a whole part's."""
+    area = np.bincount(regions, weights=pixel_area)
+    return int((area >= _PART_AREA_SHARE * size.box[0] * size.box[1]).sum())
+
+
 def seed_labels(
     depth_m: np.ndarray,
     inside: np.ndarray,
     points: np.ndarray,
     fx_px: float,
-    instances: int,
+    instances: int | None,
     jump_px: float = 1.5,
     fragment_fraction: float = 0.25,
     seed: int = 0,
     part_size: PartSize | None = None,
+    unit_m: float = 1.0,
 ) -> np.ndarray:
     """Labels 1..N for the ``inside`` pixels' points (n, 3), in row-major pixel order.
 
-    ``part_size``, in the units of ``points``, lets fragments and islands go by the part's shape and
-    occluded pieces rejoin; see :func:`whole_part_sizes` for measuring it.
+    ``part_size``, in the units of ``points`` (``unit_m`` metres each), lets fragments and islands go by the
+    part's shape and occluded pieces rejoin; see :func:`whole_part_sizes` for measuring it. With
+    ``instances`` None the parts are counted, which needs ``part_size``: a region is a part when its seen area
+    is at least ``_PART_AREA_SHARE`` of a whole part's, and the points of a region that is none and touches
+    none (a sliver of the bin's wall, debris) are labelled 0, no part.
     """
-    if len(points) < instances:
+    counting = instances is None
+    if counting:
+        if part_size is None:
+            raise ValueError("counting the parts (instances auto) needs the part's size, which training measures")
+        # Each pixel's footprint where it lies: the seen area of a region, whatever its depth.
+        pixel_area = (depth_m[inside].astype(np.float64) / fx_px / unit_m) ** 2
+        min_points = fragment_fraction * part_size.box[0] * part_size.box[1] / float(np.median(pixel_area))
+    elif len(points) < instances:
         raise ValueError(f"{len(points)} points cannot hold {instances} instances")
-    min_points = fragment_fraction * len(points) / instances
+    else:
+        min_points = fragment_fraction * len(points) / instances
     raw = depth_regions(depth_m, inside, fx_px, jump_px)
     regions = _absorb_fragments(depth_m, inside, raw, min_points)
     if part_size is not None:
         regions = _reassign_fragments(depth_m, inside, points, raw, regions, min_points, part_size)
         regions = _split_misfits(depth_m, inside, points, regions, fx_px, jump_px, min_points, part_size)
-        if regions.max() + 1 > instances:
+        if counting:
+            # With no count to stop at, every pair of occluded pieces that fits in one part rejoins.
+            regions = _bridge_occluded(points, regions, _occlusions(depth_m, inside, regions), 1, part_size.extent)
+            regions = _join_pieces(points, regions, part_size)
+            instances = _part_count(regions, pixel_area, part_size)
+            if instances == 0:
+                return np.zeros(len(points), dtype=np.int64)
+        elif regions.max() + 1 > instances:
             regions = _bridge_occluded(points, regions, _occlusions(depth_m, inside, regions), instances, part_size.extent)
         if regions.max() + 1 > instances:
             regions = _islands_by_shape(depth_m, inside, points, regions, instances, part_size)
     # A fragment that touched nothing to join (a flying pixel, a speck of the floor's noise) is no part: it
-    # joins the nearest seed, and a seed too few is split from the widest below.
+    # joins the nearest seed, and a seed too few is split from the widest below; a counted bin's is labelled 0.
     labels = _largest_to_labels(points, regions, instances, 0.5 * min_points)
+    if counting:
+        parts = np.argsort(-np.bincount(regions), kind="stable")[:instances]
+        neighbours = _touching(depth_m, inside, regions)
+        alone = [r for r in range(regions.max() + 1) if r not in parts and not neighbours[r] & set(parts.tolist())]
+        labels[np.isin(regions, alone)] = 0
+        return labels
     pixels = np.flatnonzero(inside)
     # Fewer regions than instances: touching parts merged; split the one that spans the most.
     while labels.max() < instances:

@@ -52,7 +52,7 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from .. import viz
-from ..config import ConfigError, GripperConfig, load_config
+from ..config import AUTO, ConfigError, GripperConfig, load_config
 from ..geometry import bin_pose_values, parse_bin_pose, parse_workspace
 from ..io import messages
 from ..io.errors import FrameError
@@ -91,6 +91,8 @@ def _descriptor(name: str) -> ParameterDescriptor:
         description=spec.description,
         read_only=False,
         additional_constraints="" if spec.live else "fixed at start-up",
+        # A count, or the word that asks for counting.
+        dynamic_typing=name == "instances",
     )
     if spec.range is not None:
         low, high = spec.range
@@ -105,7 +107,8 @@ def _model_values(perception: BinPerception) -> dict[str, object]:
     """The model's own values of the parameters it holds."""
     hpr = perception.config.hpr_exponent
     return {
-        "instances": perception.instances,
+        # A model that can count the parts counts them unless told how many there are.
+        "instances": AUTO if perception.can_count_parts else perception.instances,
         "workspace": perception.workspace.ravel().tolist(),
         "bin_pose": _CAMERA_FRAME_POSE if perception.camera_from_bin is None else bin_pose_values(perception.camera_from_bin).tolist(),
         "model.floor_band_m": float(perception.config.floor_band_m),
@@ -113,6 +116,10 @@ def _model_values(perception: BinPerception) -> dict[str, object]:
         "model.observed_points": perception.config.observed_points,
         "model.refine": perception.config.refine,
     }
+
+
+def _count_text(perception: BinPerception) -> str:
+    return "the parts it counts" if perception.counts_parts else f"{perception.instances} instances"
 
 
 def _apply_settings(perception: BinPerception, settings: dict) -> None:
@@ -126,7 +133,7 @@ def _apply_settings(perception: BinPerception, settings: dict) -> None:
 def _apply(perception: BinPerception, name: str, value: object) -> None:
     """Set a model-held parameter on ``perception``; ValueError if the model cannot take it."""
     if name == "instances":
-        perception.set_instances(int(value))
+        perception.set_instances(value if value == AUTO else int(value))
     elif name == "workspace":
         perception.set_workspace(parse_workspace(list(value)), perception.camera_from_bin)
     elif name == "bin_pose":
@@ -196,7 +203,7 @@ class PerceptionNode(LifecycleNode):
         self._worker = threading.Thread(target=self._work, args=(self._slot,), name="perception", daemon=True)
         self._worker.start()
         self.get_logger().info(
-            f"{'training in the loop and ' if self._inloop else ''}perceiving {self._perception.instances} instances "
+            f"{'training in the loop and ' if self._inloop else ''}perceiving {_count_text(self._perception)} "
             f"with {self._checkpoint} on {self._device}; depth from {self.resolve_topic_name('depth/image')}"
         )
         return super().on_activate(state)
@@ -362,7 +369,7 @@ class PerceptionNode(LifecycleNode):
         perception = self._perception
         self.diagnostics.set_status(
             DiagnosticStatus.OK,
-            f"model {self._checkpoint}: {perception.instances} instances, "
+            f"model {self._checkpoint}: {_count_text(perception)}, "
             f"{len(perception.object_model.points)} model points, {self._device}",
         )
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from ..config import REFINEMENTS, REPLAY_POLICIES, GripperConfig
+from ..config import AUTO, REFINEMENTS, REPLAY_POLICIES, GripperConfig
 from ..geometry import BIN_POSE_DOC, WORKSPACE_DOC, parse_bin_pose, parse_workspace
 
 NODE_NAME = "perception_node"
@@ -70,7 +70,9 @@ PARAMETERS = (
     ),
     # Declared once the checkpoint is loaded, with its values as defaults.
     Parameter(
-        "instances", int, None, "parts per bin, N (the per-seed method takes any N; the whole-image method, only its own)",
+        "instances", int, None,
+        f"parts per bin, N, or {AUTO}: count them in every frame (a per-seed model does, where it measured the part in "
+        "training; the whole-image method takes only its own N)",
         live=True, range=(1, 256),
     ),
     Parameter("workspace", list, None, f"the parts' box, {WORKSPACE_DOC}", live=True),
@@ -114,6 +116,8 @@ def check_parameter(name: str, value: Any, cuda_available: bool = False, checkpo
     if name not in BY_NAME:
         _fail(name, f"unknown; known parameters: {', '.join(BY_NAME)}")
     spec = BY_NAME[name]
+    if name == "instances" and value == AUTO:
+        return
     if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if spec.type is list:
