@@ -216,7 +216,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     print(
         f"{summary['frames']} frames at {summary['rate_hz']:.1f} Hz; latency p50 {summary['latency_p50_ms']:.1f} ms, "
-        f"p95 {summary['latency_p95_ms']:.1f} ms; pairwise F1 {summary['f1']:.3f} (K-means {summary['f1_kmeans']:.3f})"
+        f"p95 {summary['latency_p95_ms']:.1f} ms; count exact in {summary['count_exact']:.0%} of frames; "
+        f"pairwise F1 {summary['f1']:.3f} (K-means, told the count, {summary['f1_kmeans']:.3f})"
     )
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0

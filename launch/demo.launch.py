@@ -23,7 +23,7 @@ def generate_launch_description() -> LaunchDescription:
         [
             DeclareLaunchArgument("checkpoint", description="RUN_DIR/checkpoint.pt written by `bin-perception train`"),
             DeclareLaunchArgument("part", default_value="nut", description="the simulated part"),
-            DeclareLaunchArgument("instances", default_value="3", description="parts per bin"),
+            DeclareLaunchArgument("instances", default_value="3", description="parts per simulated bin (the node counts them)"),
             DeclareLaunchArgument("rate_hz", default_value="10.0", description="the simulated camera's frame rate"),
             DeclareLaunchArgument("rviz", default_value="false", description="also start RViz"),
             Node(
@@ -48,7 +48,6 @@ def generate_launch_description() -> LaunchDescription:
                     str(share / "config" / "bin_perception.yaml"),
                     {
                         "checkpoint": ParameterValue(LaunchConfiguration("checkpoint"), value_type=str),
-                        "instances": ParameterValue(LaunchConfiguration("instances"), value_type=int),
                     },
                 ],
             ),
