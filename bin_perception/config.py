@@ -102,6 +102,10 @@ class SceneConfig:
     wall_thickness_m: float = 0.004
     settle_timeout_s: float = 3.0  # simulated seconds allowed for one drop to come to rest
     max_redrops: int = 10  # per part, when it lands outside the bin
+    # Where parts are dropped: over this share of the bin's half-width around its centre (1 spreads them over
+    # the floor; less pours a heap), this many at a time before the pile settles.
+    drop_spread: float = 1.0
+    drop_layer: int = 1
     frame_period_s: float = 0.1  # stamp spacing of successive scenes in a bag
 
     def __post_init__(self) -> None:
@@ -110,6 +114,8 @@ class SceneConfig:
         for name in ("wall_thickness_m", "settle_timeout_s", "frame_period_s"):
             _require(getattr(self, name) > 0, f"{name} must be positive")
         _require(self.max_redrops >= 0, "max_redrops must not be negative")
+        _require(0.0 <= self.drop_spread <= 1.0, "drop_spread must be 0 to 1")
+        _require(self.drop_layer >= 1, "drop_layer must be at least 1")
 
 
 @dataclass
@@ -334,19 +340,42 @@ def config_from_dict(values: dict | None, source: str = "config") -> Config:
 
 
 def load_config(path: str | Path | None = None) -> Config:
-    """The defaults, overridden by the YAML file at ``path`` if one is given."""
+    """The defaults, overridden by the YAML file at ``path`` if one is given. A file whose ``extends`` names
+    another (relative to it) overrides that one's values, key by key."""
     if path is None:
         return Config()
-    path = Path(path)
+    return config_from_dict(_config_values(Path(path), ()), str(path))
+
+
+def _config_values(path: Path, seen: tuple[Path, ...]) -> dict:
     if not path.is_file():
         raise ConfigError(f"config {path}: no such file")
+    if path.resolve() in seen:
+        raise ConfigError(f"config {path}: extends itself, through {' -> '.join(map(str, seen))}")
     try:
         values = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"config {path}: not valid YAML: {error}") from None
     if values is not None and not isinstance(values, dict):
         raise ConfigError(f"config {path}: the top level must be a mapping")
-    return config_from_dict(values, str(path))
+    values = values or {}
+    base = values.pop("extends", None)
+    if base is None:
+        return values
+    if not isinstance(base, str):
+        raise ConfigError(f"config {path}: extends {base!r}: expected the path of another config")
+    try:
+        base_values = _config_values(path.parent / base, (*seen, path.resolve()))
+    except ConfigError as error:
+        raise ConfigError(f"config {path}: extends {error}") from None
+    return _merged(base_values, values)
+
+
+def _merged(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
 
 
 def config_to_dict(config: Config) -> dict:

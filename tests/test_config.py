@@ -29,10 +29,25 @@ def test_partial_files_override_only_their_keys(tmp_path):
     assert config.camera.height_px == 224 and config.workspace == [-0.1, -0.1, 0.2, 0.1, 0.1, 0.6]
 
 
+def test_a_file_that_extends_another_overrides_its_keys(tmp_path):
+    (tmp_path / "cell.yaml").write_text("camera:\n  width_px: 848\n  fx_px: 600\nscene:\n  bin_inner_m: 0.2\n")
+    (tmp_path / "pile.yaml").write_text("extends: cell.yaml\ncamera:\n  fx_px: 610\nscene:\n  drop_layer: 5\n")
+    config = load_config(tmp_path / "pile.yaml")
+    assert (config.camera.width_px, config.camera.fx_px, config.camera.height_px) == (848, 610.0, 224)
+    assert (config.scene.bin_inner_m, config.scene.drop_layer, config.scene.drop_spread) == (0.2, 5, 1.0)
+    (tmp_path / "cell.yaml").write_text("extends: pile.yaml\n")
+    with pytest.raises(ConfigError, match="extends itself"):
+        load_config(tmp_path / "pile.yaml")
+    shipped = load_config(CONFIG_DIR / "real_pile.yaml")
+    assert shipped.camera.width_px == 848 and shipped.scene.drop_layer > 1 and shipped.scene.drop_spread < 1
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
         ("camera:\n  widht_px: 320\n", r"camera: unknown key 'widht_px'"),
+        ("extends: missing.yaml\n", r"missing.yaml: no such file"),
+        ("scene:\n  drop_spread: 2\n", r"drop_spread must be 0 to 1"),
         ("camera:\n  width_px: wide\n", r"camera.width_px: expected int, got 'wide'"),
         ("noise: true\n", r"noise: expected a mapping"),
         ("camera:\n  fx_px: -3\n", r"camera: camera focal lengths"),

@@ -1,11 +1,15 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import trimesh
 
-from bin_perception.config import Config, NoiseConfig
+from bin_perception.config import Config, NoiseConfig, load_config
 from bin_perception.geometry import backproject, fit_plane_ransac, in_workspace, transform_points
 from bin_perception.sim.parts import load_part
 from bin_perception.sim.scene import REST_ANGULAR_RAD_S, REST_LINEAR_M_S, BinSimulator
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +43,25 @@ def test_parts_end_in_the_bin_at_rest_and_the_mask_has_n_labels(name):
                 linear, angular = simulator._client.getBaseVelocity(body)
                 assert np.linalg.norm(linear) < REST_LINEAR_M_S and np.linalg.norm(angular) < REST_ANGULAR_RAD_S
             assert set(np.unique(sample.labels)) == {0, 1, 2, 3, 4}
+
+
+def test_a_poured_bin_of_thirty_is_a_heap_at_rest_in_the_bin():
+    spread = load_config(CONFIG_DIR / "real_cell.yaml")
+    poured = load_config(CONFIG_DIR / "real_pile.yaml")
+    tops_m = []
+    # 16 spread lie as deep as 30 do, and settle in half the time.
+    for config, instances in ((spread, 16), (poured, 30)):
+        with BinSimulator(load_part("nut"), instances, config) as simulator:
+            sample = simulator.scene(5)
+            world = simulator.world_from_camera @ sample.poses
+            assert np.all(np.abs(world[:, :2, 3]) < simulator.bin_inner_m / 2) and np.all(world[:, 2, 3] > 0)
+            for body in simulator._bodies:
+                linear, angular = simulator._client.getBaseVelocity(body)
+                assert np.linalg.norm(linear) < REST_LINEAR_M_S and np.linalg.norm(angular) < REST_ANGULAR_RAD_S
+            tops_m.append(np.sort(world[:, 2, 3])[-3:].mean())
+    # Spread over the floor, nuts lie one deep; poured, the top of the heap stands on other nuts (measured: its
+    # three highest centres 14.7 mm over the floor, against 8.4 mm spread).
+    assert tops_m[1] > tops_m[0] + 0.003, tops_m
 
 
 def test_depth_of_the_bin_floor_is_its_true_distance():

@@ -232,10 +232,10 @@ class BinSimulator:
         return body
 
     def _drop(self, body: int, rng: np.random.Generator, bodies: list[int]) -> None:
-        """Place ``body`` above the bin at a random pose, to fall on whatever is already there."""
+        """Place ``body`` above the bin at a random pose, to fall on whatever of ``bodies`` is already there."""
         c = self._client
         radius_m = self.part.radius_m
-        reach_m = max(self.bin_inner_m / 2 - radius_m, 0.0)
+        reach_m = max(self.bin_inner_m / 2 - radius_m, 0.0) * self.config.scene.drop_spread
         x, y = rng.uniform(-reach_m, reach_m, size=2)
         pile_top_m = max([c.getAABB(b)[1][2] for b in bodies if b != body] + [0.0])
         z = pile_top_m + radius_m + 0.002
@@ -263,19 +263,24 @@ class BinSimulator:
         return abs(x) < half_m and abs(y) < half_m and 0.0 < z < self.wall_height_m + self.part.radius_m
 
     def simulate(self, rng: np.random.Generator) -> np.ndarray:
-        """Drop the parts one at a time and let each settle; their world poses, (N, 4, 4).
+        """Drop the parts, ``scene.drop_layer`` at a time, and let each layer settle; their world poses, (N, 4, 4).
 
         A part that bounces out of the bin, or that is still moving when the
         settle timeout passes, is dropped again from above the pile.
         """
         self._build_world()
         bodies: list[int] = []
-        for _ in range(self.instances):
-            bodies.append(self._add_part())
-            misplaced = [bodies[-1]]
+        layer = self.config.scene.drop_layer
+        for first in range(0, self.instances, layer):
+            bodies += [self._add_part() for _ in range(min(layer, self.instances - first))]
+            misplaced = bodies[first:]
+            # A new part waits far above the bin until it is dropped, above every part dropped before it: the
+            # parts of a layer fall together but never start inside each other.
+            waiting = set(misplaced)
             for _attempt in range(self.config.scene.max_redrops + 1):
                 for body in misplaced:
-                    self._drop(body, rng, bodies)
+                    waiting.discard(body)
+                    self._drop(body, rng, [b for b in bodies if b not in waiting])
                 self._settle(bodies)
                 misplaced = [b for b in bodies if not (self._inside_bin(b) and self._at_rest(b))]
                 if not misplaced:
