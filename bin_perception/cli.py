@@ -200,6 +200,29 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pick(args: argparse.Namespace) -> int:
+    from .learning.pick_cell import run_cell
+    from .model import load_checkpoint
+    from .nodes.common import share_file
+
+    config = load_config(args.cell or share_file("config", "real_pile.yaml"))
+    if args.suction_radius_m is not None:
+        config = dataclasses.replace(config, gripper=dataclasses.replace(config.gripper, suction_radius_m=args.suction_radius_m))
+    perception = None
+    if args.method == "model":
+        if not args.checkpoint:
+            raise ConfigError("pick --method model needs --checkpoint RUN/checkpoint.pt")
+        perception, _, _ = load_checkpoint(args.checkpoint)
+        perception.eval()
+    report = run_cell(perception, args.part, args.instances, config, args.out, args.method, args.max_attempts, args.seed)
+    s = report.summary()
+    print(
+        f"{s['method']}: picked {s['picked']} of {s['instances']} {s['part']}s in {s['attempts']} attempts "
+        f"(success rate {s['success_rate']:.3f}), {s['parts_left']} left; report: {Path(args.out) / 'report.md'}"
+    )
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .nodes.demo import run_demo, run_inloop_demo
 
@@ -280,6 +303,18 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--checkpoint", required=True, help="RUN_DIR/checkpoint.pt")
     export.add_argument("--out", required=True, help="the directory for model.ply, pose_network.pt and export.json")
     export.set_defaults(run=_cmd_export)
+
+    pick = verbs.add_parser("pick", help="the simulated picking cell: pour a bin, then pick with a suction cup until it is empty")
+    pick.add_argument("--checkpoint", help="RUN_DIR/checkpoint.pt (method model)")
+    pick.add_argument("--part", required=True, help="a library part (see `parts`) or a mesh path")
+    pick.add_argument("--instances", type=int, default=20, help="parts poured into the bin [20]")
+    pick.add_argument("--method", choices=("model", "kmeans"), default="model", help="the checkpoint's grasps, or K-means told the count")
+    pick.add_argument("--max-attempts", type=int, default=40, help="picks tried at most [40]")
+    pick.add_argument("--suction-radius-m", type=float, help="the cup's lip radius, over the cell's gripper (a bolt's head takes 0.004)")
+    pick.add_argument("--seed", type=int, default=0, help="the same seed pours the same bin")
+    pick.add_argument("--cell", type=Path, help="the cell's YAML and its gripper [config/real_pile.yaml]")
+    pick.add_argument("--out", default="pick_report", help="the report directory [pick_report]")
+    pick.set_defaults(run=_cmd_pick)
 
     demo = verbs.add_parser("demo", help="the main job: sim camera -> perception_node -> a client, over ROS 2")
     demo.add_argument("--checkpoint", help="your model; without it, the demo's own (trained once, then cached)")

@@ -19,12 +19,17 @@ higher part, as a person empties a bin from the top.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .config import GripperConfig
+from .frame import Frame
 from .geometry import project_to_pixels, transform_points
 from .grasp import SuctionGrasp, suction_grasp
+
+if TYPE_CHECKING:
+    from .model.perception import Prediction
 
 # A model point covered by another instance's surface lies this much behind it, beyond the depth's noise.
 _COVER_MARGIN_M = 0.003
@@ -108,3 +113,21 @@ def plan_picks(
         score = float(confidences[row]) * (1.0 - covered[row]) * clearance if grasp is not None else 0.0
         picks.append(Pick(row + 1, score, grasp, float(covered[row]), clearance, height_m))
     return sorted(picks, key=lambda pick: (-pick.score, -pick.height_m))
+
+
+def prediction_picks(
+    prediction: Prediction,
+    points_m: np.ndarray,
+    frame: Frame,
+    model_points_m: np.ndarray,
+    workspace: np.ndarray,
+    gripper: GripperConfig,
+    camera_from_bin: np.ndarray | None = None,
+) -> list[Pick]:
+    """:func:`plan_picks` of one perceived frame, as the node plans them: ``points_m`` are the prediction's
+    observed points in metres, split by its point labels."""
+    instance_points_m = [points_m[prediction.point_labels == i] for i in range(1, len(prediction.poses) + 1)]
+    return plan_picks(
+        instance_points_m, prediction.poses, prediction.confidences, model_points_m, frame.depth_m, prediction.labels, frame.K,
+        workspace, gripper, camera_from_bin,
+    )

@@ -117,6 +117,21 @@ def contact_sheet(frames: Sequence[Frame], path: str | os.PathLike, title: str =
     return _save(fig, path)
 
 
+def pick_strip(pictures: Sequence[np.ndarray], titles: Sequence[str], path: str | os.PathLike, columns: int = 6) -> Path:
+    """A PNG of pictures of the bin before each pick (RGB, the chosen grasp drawn in), titled with the outcome."""
+    if not pictures or len(pictures) != len(titles):
+        raise ValueError(f"a pick strip needs pictures, each with its title: {len(pictures)} pictures, {len(titles)} titles")
+    rows = -(-len(pictures) // columns)
+    fig, axes = plt.subplots(rows, min(columns, len(pictures)), figsize=(2.6 * min(columns, len(pictures)), 2.4 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, picture, title in zip(axes.ravel(), pictures, titles):
+        ax.imshow(picture)
+        ax.set_title(title, fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _save(fig, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -60,7 +60,7 @@ from ..io.pairing import StampPairing
 from ..model.observation import TooFewPointsError
 from ..model.perception import BinPerception, CheckpointError, load_checkpoint, save_checkpoint
 from ..model.seeds import describe_part_size
-from ..picking import plan_picks
+from ..picking import prediction_picks
 from . import ros_messages
 from .common import Diagnostics, LatestSlot, StartupError, serve_latest, share_file, spin_node
 from .perception_params import BY_NAME, NODE_NAME, ParameterValueError, check_parameter
@@ -506,11 +506,7 @@ class PerceptionNode(LifecycleNode):
         # Up to 12 ms a frame of four parts on 2 cores (a bin no cup seals on tries every contact): planned for
         # a listener only, as the overlay is drawn.
         if any(p.get_subscription_count() for p in (self._grasps, self._detections, self._markers)):
-            picks = plan_picks(
-                [segment_points_m[prediction.point_labels == i] for i in range(1, len(prediction.poses) + 1)],
-                prediction.poses, prediction.confidences, model_points_m, frame.depth_m, prediction.labels, frame.K,
-                workspace, self._gripper(), camera_from_bin,
-            )
+            picks = prediction_picks(prediction, segment_points_m, frame, model_points_m, workspace, self._gripper(), camera_from_bin)
         self._poses.publish(ros_messages.pose_array(head, prediction.poses))
         self._grasps.publish(ros_messages.grasp_array(head, picks))
         self._detections.publish(ros_messages.detections(head, prediction.poses, prediction.confidences, picks))

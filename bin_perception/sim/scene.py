@@ -291,13 +291,7 @@ class BinSimulator:
                     f"{self.bin_inner_m * 100:.1f} cm bin after {self.config.scene.max_redrops} re-drops"
                 )
         self._bodies = bodies
-        poses = np.tile(np.eye(4), (len(bodies), 1, 1))
-        for pose, body in zip(poses, bodies):
-            position, quaternion = self._client.getBasePositionAndOrientation(body)
-            principal_to_world = np.reshape(self._client.getMatrixFromQuaternion(quaternion), (3, 3))
-            pose[:3, :3] = principal_to_world @ self._principal_axes.T
-            pose[:3, 3] = position
-        return poses
+        return self.world_poses()
 
     def render(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Depth (m), instance labels and RGB of the current world."""
@@ -314,7 +308,8 @@ class BinSimulator:
         shape = (cam.height_px, cam.width_px)
         depth_m = depth_from_zbuffer(np.reshape(zbuffer, shape), cam.near_m, cam.far_m)
         segmentation = np.reshape(segmentation, shape)
-        instance_of_body = np.zeros(self._client.getNumBodies() + 1, dtype=np.uint16)
+        # Sized by the largest id, not the count: a removed part's id is not reused.
+        instance_of_body = np.zeros(max([int(segmentation.max()), *self._bodies]) + 2, dtype=np.uint16)
         instance_of_body[self._bodies] = np.arange(1, len(self._bodies) + 1)
         # Background pixels have body id -1; they index the final (zero) entry.
         labels = instance_of_body[segmentation]
@@ -324,9 +319,39 @@ class BinSimulator:
     def scene(self, seed: int | list[int]) -> SceneSample:
         """Simulate and render one bin; the same seed gives the same bin, byte for byte."""
         rng = np.random.default_rng(seed)
-        world_poses = self.simulate(rng)
+        self.simulate(rng)
+        return self.observe(rng)
+
+    def observe(self, rng: np.random.Generator) -> SceneSample:
+        """What the camera sees of the bin as it is now, its noise drawn from ``rng``, and its ground truth."""
         depth_m, labels, rgb = self.render()
         if not self.sensor.is_clean:
             depth_m = apply_depth_noise(depth_m, self.sensor, rng, self.camera.fx_px)
-        poses = self.camera_from_world @ world_poses
-        return SceneSample(depth_m, labels, rgb, poses, self.camera.K)
+        return SceneSample(depth_m, labels, rgb, self.camera_from_world @ self.world_poses(), self.camera.K)
+
+    def world_poses(self) -> np.ndarray:
+        """The parts' poses in the world (N, 4, 4), instance i + 1 at row i."""
+        poses = np.tile(np.eye(4), (len(self._bodies), 1, 1))
+        for pose, body in zip(poses, self._bodies):
+            position, quaternion = self._client.getBasePositionAndOrientation(body)
+            principal_to_world = np.reshape(self._client.getMatrixFromQuaternion(quaternion), (3, 3))
+            pose[:3, :3] = principal_to_world @ self._principal_axes.T
+            pose[:3, 3] = position
+        return poses
+
+    @property
+    def client(self) -> BulletClient:
+        """The simulation, for what acts on the bin (a gripper's rays)."""
+        return self._client
+
+    @property
+    def bodies(self) -> list[int]:
+        """The parts' PyBullet bodies, instance i + 1 at index i."""
+        return list(self._bodies)
+
+    def remove(self, body: int) -> None:
+        """Take one part out of the bin (a gripper lifted it) and let the others settle; the instances after it
+        are numbered one lower."""
+        self._bodies.remove(body)
+        self._client.removeBody(body)
+        self._settle(self._bodies)
