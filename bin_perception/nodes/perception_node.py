@@ -328,7 +328,10 @@ class PerceptionNode(LifecycleNode):
         return perception.to(self._device).eval()
 
     def _declare_required(self, name: str, kind: Parameter.Type) -> object:
-        value = self.declare_parameter(name, kind, _descriptor(name)).value
+        descriptor = _descriptor(name)
+        # Of this type only: a trainer that starts from nothing learns from bins of a number of parts it is told.
+        descriptor.dynamic_typing = False
+        value = self.declare_parameter(name, kind, descriptor).value
         if value is None:
             raise StartupError(f"parameter {name}: required to start in-loop training without a checkpoint")
         self._check_or_stop(name, value)
