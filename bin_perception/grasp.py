@@ -8,8 +8,9 @@ that the camera saw of the one instance:
   root mean square, not the largest distance, because a real camera's depth is noisy and quantised
   (a millimetre at 0.6 m): a flat face measures a few tenths of a millimetre, an edge or a corner under
   the cup millimetres;
-- **support**: the cup's lip rests on the part all round, not half over the part's edge or a hole. The
-  ring under the lip is cut into sectors, and each must hold a point of the instance;
+- **support**: the cup's face rests on the part all round and across, not half over the part's edge or
+  over a bore. The disc under the cup is cut into its hub and two rings of sectors (the lip's and the one
+  inside it), and each cell must hold a point of the instance;
 - **tilt**: the approach is within ``max_tilt_deg`` of the camera's viewing axis, since the arm comes in
   from the camera's side of the bin.
 
@@ -24,10 +25,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-# Sectors of the ring under the cup's lip, which must each hold a point of the instance.
+# Sectors of each ring under the cup, which must each hold a point of the instance.
 _LIP_SECTORS = 12
-# The lip's ring, as fractions of the cup's radius.
+# The lip's ring, the ring inside it and the hub inside that, as fractions of the cup's radius: a bore under
+# the cup's middle leaks as surely as a lip over an edge (a bracket's 6 mm bore under a 16 mm cup).
 _LIP_INNER = 0.6
+_HUB = 0.3
 # Contact points tried per instance, spread over its points; more buy little on a part a few cups wide.
 _CANDIDATES = 64
 _BATCH = 16
@@ -40,7 +43,7 @@ class SuctionGrasp:
     point_m: np.ndarray  # (3,) the centre of the cup's contact
     approach: np.ndarray  # (3,) unit vector along which the cup moves onto the surface
     flatness_m: float  # the RMS distance of the points under the cup from their plane
-    support: float  # the share of the lip's sectors that rest on the instance
+    support: float  # the share of the cells under the cup (its hub, two rings of sectors) that rest on the instance
     tilt_deg: float  # the approach's angle from the camera's viewing axis (+z)
     seals: bool  # flat, supported all round and within the tilt
 
@@ -71,10 +74,14 @@ def _assess(
     u /= np.linalg.norm(u, axis=1, keepdims=True)
     v = np.cross(normals, u)
     along_u, along_v = np.einsum("ij,ij->i", offsets, u[owner]), np.einsum("ij,ij->i", offsets, v[owner])
-    lip = np.hypot(along_u, along_v) >= _LIP_INNER * radius_m
-    sectors = np.floor((np.arctan2(along_v[lip], along_u[lip]) + np.pi) / (2 * np.pi) * _LIP_SECTORS).astype(np.int64) % _LIP_SECTORS
-    occupied = np.unique(owner[lip] * _LIP_SECTORS + sectors)
-    support = np.bincount(occupied // _LIP_SECTORS, minlength=len(contacts_m)) / _LIP_SECTORS
+    distance = np.hypot(along_u, along_v)
+    # Cells: the hub (one), then the sectors of the inner ring and of the lip's.
+    rings = np.where(distance >= _LIP_INNER * radius_m, 1, np.where(distance >= _HUB * radius_m, 0, -1))
+    sectors = np.floor((np.arctan2(along_v, along_u) + np.pi) / (2 * np.pi) * _LIP_SECTORS).astype(np.int64) % _LIP_SECTORS
+    cell = np.where(rings < 0, 0, 1 + rings * _LIP_SECTORS + sectors)
+    cells = 1 + 2 * _LIP_SECTORS
+    occupied = np.unique(owner * cells + cell)
+    support = np.bincount(occupied // cells, minlength=len(contacts_m)) / cells
     approach = -normals
     with np.errstate(invalid="ignore"):
         tilt_deg = np.degrees(np.arccos(np.clip(approach[:, 2], -1.0, 1.0)))

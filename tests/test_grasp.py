@@ -44,6 +44,14 @@ def test_a_cup_half_over_the_parts_border_has_no_support_all_round():
     assert not grasp.seals and grasp.support < 0.75
 
 
+def test_a_cup_over_a_bore_does_not_seal_and_the_grasp_moves_off_it():
+    plate = _plate(0.04)
+    plate = plate[np.linalg.norm(plate[:, :2], axis=1) > 0.003]  # a 6 mm bore through the middle
+    assert not assess_suction(plate, [0.0, 0.0, 0.6], RADIUS_M, FLATNESS_M).seals
+    grasp = suction_grasp(plate, RADIUS_M, FLATNESS_M)
+    assert grasp is not None and grasp.seals and np.linalg.norm(grasp.point_m[:2]) > 0.003
+
+
 def test_a_face_tilted_beyond_the_limit_does_not_seal():
     plate = _plate(0.04)
     tilt = np.radians(60)
