@@ -31,6 +31,8 @@ _LIP_SECTORS = 12
 # the cup's middle leaks as surely as a lip over an edge (a bracket's 6 mm bore under a 16 mm cup).
 _LIP_INNER = 0.6
 _HUB = 0.3
+# How far a cup's lip gives as it seals: another part this little below the contact is touched too.
+_LIP_TRAVEL_M = 0.002
 # Contact points tried per instance, spread over its points; more buy little on a part a few cups wide.
 _CANDIDATES = 64
 _BATCH = 16
@@ -93,10 +95,17 @@ def _assess(
 
 
 def suction_grasp(
-    points_m: np.ndarray, radius_m: float, max_flatness_m: float, max_tilt_deg: float = 45.0, seed: int = 0
+    points_m: np.ndarray,
+    radius_m: float,
+    max_flatness_m: float,
+    max_tilt_deg: float = 45.0,
+    seed: int = 0,
+    others_m: np.ndarray | None = None,
 ) -> SuctionGrasp | None:
     """The best cup placement on one instance's seen points (n, 3), camera frame, metres: of those that
-    seal, the nearest the points' centroid; None where no placement seals."""
+    seal, the nearest the points' centroid; None where no placement seals. With ``others_m`` (k, 3), the
+    seen points of the other parts, a placement whose cup would touch one of them on its way down is passed
+    over: the cup would meet two parts, and hold neither."""
     points_m = np.asarray(points_m, dtype=np.float64)
     if points_m.ndim != 2 or points_m.shape[1] != 3:
         raise ValueError(f"points_m: expected an (n, 3) array, got shape {points_m.shape}")
@@ -115,12 +124,23 @@ def suction_grasp(
     candidates = points_m[np.r_[nearest, drawn]]
     candidates = candidates[np.argsort(np.linalg.norm(candidates - centroid, axis=1), kind="stable")]
     tree = cKDTree(points_m)
+    others_m = np.zeros((0, 3)) if others_m is None else np.asarray(others_m, dtype=np.float64).reshape(-1, 3)
     # Nearest the centroid first, a batch at a time: most parts seal in the first.
     for batch in range(0, len(candidates), _BATCH):
         sealing = [g for g in _assess(points_m, tree, candidates[batch : batch + _BATCH], radius_m, max_flatness_m, max_tilt_deg) if g.seals]
+        sealing = [g for g in sealing if _clear(g, others_m, radius_m)]
         if sealing:
             return sealing[0]
     return None
+
+
+def _clear(grasp: SuctionGrasp, others_m: np.ndarray, radius_m: float) -> bool:
+    """Whether the cup, coming down its approach onto the contact, stays off every one of ``others_m``: none
+    lies within its radius of its axis, above the contact or less than ``_LIP_TRAVEL_M`` below it."""
+    offsets = others_m - grasp.point_m
+    along = offsets @ grasp.approach
+    across = np.linalg.norm(offsets - along[:, None] * grasp.approach, axis=1)
+    return not np.any((across < radius_m) & (along < _LIP_TRAVEL_M))
 
 
 def assess_suction(points_m: np.ndarray, contact_m: np.ndarray, radius_m: float, max_flatness_m: float, max_tilt_deg: float = 45.0) -> SuctionGrasp:

@@ -2,8 +2,8 @@
 
 The score asks what a bin-picking cell asks of a part before it sends the arm:
 
-- can a cup seal on it (:func:`bin_perception.grasp.suction_grasp`)? An instance without a grasp that
-  seals scores 0;
+- can a cup seal on it (:func:`bin_perception.grasp.suction_grasp`), clear of the other parts? An
+  instance without a grasp that seals scores 0;
 - is its pose to be trusted (the pose's confidence)?
 - does another part lie on it? The learned model, placed at the instance's pose, is projected into the
   depth image. Where its projection falls on another instance's pixels, and that instance's surface is
@@ -95,9 +95,18 @@ def plan_picks(
         raise ValueError(f"plan_picks: {len(instance_points_m)} point sets, {len(poses)} poses and {len(confidences)} confidences must agree")
     workspace = np.asarray(workspace, dtype=np.float64).reshape(2, 3)
     covered = covered_share(model_points_m, poses, depth_m, labels, K)
+    every_m = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 3) for p in instance_points_m]) if instance_points_m else np.zeros((0, 3))
+    owner = np.repeat(np.arange(len(instance_points_m)), [len(p) for p in instance_points_m])
     picks = []
     for row, points_m in enumerate(instance_points_m):
-        grasp = suction_grasp(points_m, gripper.suction_radius_m, gripper.max_flatness_m, gripper.max_tilt_deg) if len(points_m) else None
+        grasp = None
+        if len(points_m):
+            # The other parts' points that a cup on this one could touch: within its box, grown by the cup.
+            low, high = points_m.min(axis=0) - gripper.suction_radius_m, points_m.max(axis=0) + gripper.suction_radius_m
+            near = (owner != row) & np.all((every_m >= low) & (every_m <= high), axis=1)
+            grasp = suction_grasp(
+                points_m, gripper.suction_radius_m, gripper.max_flatness_m, gripper.max_tilt_deg, others_m=every_m[near]
+            )
         in_box = _in_box_frame(np.asarray(points_m, dtype=np.float64).reshape(-1, 3), camera_from_bin)
         # The floor face is the box's z face away from the camera: the far one in the camera's frame, z = min
         # in the bin's (z up from its floor).

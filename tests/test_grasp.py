@@ -52,6 +52,22 @@ def test_a_cup_over_a_bore_does_not_seal_and_the_grasp_moves_off_it():
     assert grasp is not None and grasp.seals and np.linalg.norm(grasp.point_m[:2]) > 0.003
 
 
+def test_a_cup_that_would_touch_another_part_moves_off_it():
+    plate = _plate(0.04)
+    # A post of another part, 3 mm across, stands 20 mm over the plate 6 mm from its middle; it hides the plate
+    # under it. The cup at the middle would land on the plate all round its lip, and on the post.
+    post = np.linalg.norm(plate[:, :2] - [0.006, 0.0], axis=1) < 0.0015
+    others = np.column_stack([plate[post, :2], np.full(post.sum(), 0.58)])
+    plate = plate[~post]
+    alone = suction_grasp(plate, RADIUS_M, FLATNESS_M)
+    assert np.linalg.norm(alone.point_m[:2] - [0.006, 0.0]) < RADIUS_M  # blind to the post, the cup takes both
+    beside = suction_grasp(plate, RADIUS_M, FLATNESS_M, others_m=others)
+    assert beside is not None and beside.seals and np.linalg.norm(beside.point_m[:2] - [0.006, 0.0]) > RADIUS_M
+    # Another part lower than the plate by more than the lip gives is no obstacle.
+    lower = suction_grasp(plate, RADIUS_M, FLATNESS_M, others_m=others + [0.0, 0.0, 0.03])
+    np.testing.assert_allclose(lower.point_m, alone.point_m)
+
+
 def test_a_face_tilted_beyond_the_limit_does_not_seal():
     plate = _plate(0.04)
     tilt = np.radians(60)
