@@ -10,7 +10,7 @@ that the camera saw of the one instance:
   the cup millimetres;
 - **support**: the cup's face rests on the part all round and across, not half over the part's edge or
   over a bore. The disc under the cup is cut into its hub and two rings of sectors (the lip's and the one
-  inside it), and each cell must hold a point of the instance;
+  inside it), as many cells as the camera's sampling fills, and each must hold a point of the instance;
 - **tilt**: the approach is within ``max_tilt_deg`` of the camera's viewing axis, since the arm comes in
   from the camera's side of the bin.
 
@@ -31,6 +31,8 @@ _LIP_SECTORS = 12
 # the cup's middle leaks as surely as a lip over an edge (a bracket's 6 mm bore under a 16 mm cup).
 _LIP_INNER = 0.6
 _HUB = 0.3
+# Points a cell under the cup expects at the camera's sampling, at the least, to be checked.
+_POINTS_PER_CELL = 3
 # How far a cup's lip gives as it seals: another part this little below the contact is touched too.
 _LIP_TRAVEL_M = 0.002
 # Contact points tried per instance, spread over its points; more buy little on a part a few cups wide.
@@ -50,8 +52,16 @@ class SuctionGrasp:
     seals: bool  # flat, supported all round and within the tilt
 
 
+def _spacing_m(tree: cKDTree) -> float:
+    """The points' spacing: the median distance from a point to its nearest neighbour."""
+    if tree.n < 2:
+        return float("inf")
+    return float(np.median(tree.query(tree.data, k=2)[0][:, 1]))
+
+
 def _assess(
-    points_m: np.ndarray, tree: cKDTree, contacts_m: np.ndarray, radius_m: float, max_flatness_m: float, max_tilt_deg: float
+    points_m: np.ndarray, tree: cKDTree, contacts_m: np.ndarray, radius_m: float, max_flatness_m: float, max_tilt_deg: float,
+    spacing_m: float,
 ) -> list[SuctionGrasp]:
     """The cup placed at each of ``contacts_m`` (C, 3), all at once: each placement's least-squares plane
     (its RMS residual is the square root of the scatter's least eigenvalue), lip support and tilt."""
@@ -77,12 +87,18 @@ def _assess(
     v = np.cross(normals, u)
     along_u, along_v = np.einsum("ij,ij->i", offsets, u[owner]), np.einsum("ij,ij->i", offsets, v[owner])
     distance = np.hypot(along_u, along_v)
-    # Cells: the hub (one), then the sectors of the inner ring and of the lip's.
-    rings = np.where(distance >= _LIP_INNER * radius_m, 1, np.where(distance >= _HUB * radius_m, 0, -1))
-    sectors = np.floor((np.arctan2(along_v, along_u) + np.pi) / (2 * np.pi) * _LIP_SECTORS).astype(np.int64) % _LIP_SECTORS
-    cell = np.where(rings < 0, 0, 1 + rings * _LIP_SECTORS + sectors)
-    cells = 1 + 2 * _LIP_SECTORS
-    occupied = np.unique(owner * cells + cell)
+    # Cells: the hub, the inner ring's sectors and the lip's, each as many as the camera's sampling fills: a
+    # cell must expect _POINTS_PER_CELL points, or a small cup's cells would be empty for want of pixels.
+    expected = np.pi * radius_m**2 * np.array([_HUB**2, _LIP_INNER**2 - _HUB**2, 1 - _LIP_INNER**2]) / spacing_m**2
+    counts_per_ring = np.minimum(np.floor(expected / _POINTS_PER_CELL), [1, _LIP_SECTORS, _LIP_SECTORS]).astype(np.int64)
+    counts_per_ring[2] = max(counts_per_ring[2], 4)  # the lip is always checked all round
+    first = np.concatenate([[0], np.cumsum(counts_per_ring)[:-1]])
+    rings = np.where(distance >= _LIP_INNER * radius_m, 2, np.where(distance >= _HUB * radius_m, 1, 0))
+    in_ring = np.maximum(counts_per_ring[rings], 1)
+    sectors = np.floor((np.arctan2(along_v, along_u) + np.pi) / (2 * np.pi) * in_ring).astype(np.int64) % in_ring
+    checked = counts_per_ring[rings] > 0
+    cells = int(counts_per_ring.sum())
+    occupied = np.unique(owner[checked] * cells + first[rings[checked]] + sectors[checked])
     support = np.bincount(occupied // cells, minlength=len(contacts_m)) / cells
     approach = -normals
     with np.errstate(invalid="ignore"):
@@ -124,10 +140,12 @@ def suction_grasp(
     candidates = points_m[np.r_[nearest, drawn]]
     candidates = candidates[np.argsort(np.linalg.norm(candidates - centroid, axis=1), kind="stable")]
     tree = cKDTree(points_m)
+    spacing_m = _spacing_m(tree)
     others_m = np.zeros((0, 3)) if others_m is None else np.asarray(others_m, dtype=np.float64).reshape(-1, 3)
     # Nearest the centroid first, a batch at a time: most parts seal in the first.
     for batch in range(0, len(candidates), _BATCH):
-        sealing = [g for g in _assess(points_m, tree, candidates[batch : batch + _BATCH], radius_m, max_flatness_m, max_tilt_deg) if g.seals]
+        placed = _assess(points_m, tree, candidates[batch : batch + _BATCH], radius_m, max_flatness_m, max_tilt_deg, spacing_m)
+        sealing = [g for g in placed if g.seals]
         sealing = [g for g in sealing if _clear(g, others_m, radius_m)]
         if sealing:
             return sealing[0]
@@ -147,7 +165,8 @@ def assess_suction(points_m: np.ndarray, contact_m: np.ndarray, radius_m: float,
     """The cup placed at ``contact_m`` on the instance's seen points (n, 3): its approach and its checks."""
     points_m = np.asarray(points_m, dtype=np.float64)
     contact_m = np.asarray(contact_m, dtype=np.float64).reshape(1, 3)
-    return _assess(points_m, cKDTree(points_m), contact_m, radius_m, max_flatness_m, max_tilt_deg)[0]
+    tree = cKDTree(points_m)
+    return _assess(points_m, tree, contact_m, radius_m, max_flatness_m, max_tilt_deg, _spacing_m(tree))[0]
 
 
 def grasp_pose(grasp: SuctionGrasp) -> np.ndarray:
