@@ -51,9 +51,9 @@ def test_the_cup_holds_a_flat_face_and_says_why_it_holds_nothing_else(two_plates
 @pytest.mark.slow
 def test_a_trained_model_empties_a_bin_of_three_and_kmeans_is_scored_alike(tmp_path):
     bag = tmp_path / "housing_n3.mcap"
-    simulate_bag("housing", 3, 24, seed=5, out=bag, progress=False)
+    simulate_bag("housing", 3, 16, seed=5, out=bag, progress=False)
     model = ModelConfig(method="per_seed", align_crops=True, input_size_px=64, model_points=256, observed_points=128)
-    result = train([str(bag)], 3, Config(model=model, train=TrainConfig(batch_size=4, epochs=4, seed=0)), tmp_path / "run")
+    result = train([str(bag)], 3, Config(model=model, train=TrainConfig(batch_size=4, epochs=3, seed=0)), tmp_path / "run")
     cell = Config(gripper=GripperConfig(suction_radius_m=0.006))
     report = run_cell(result.perception, "housing", 3, cell, tmp_path / "model", max_attempts=8, seed=11)
     summary = report.summary()
@@ -63,6 +63,7 @@ def test_a_trained_model_empties_a_bin_of_three_and_kmeans_is_scored_alike(tmp_p
     assert written["success_rate"] == summary["success_rate"] and len(written["attempt_log"]) == summary["attempts"]
     assert [a["parts_before"] for a in written["attempt_log"]][0] == 3 and (tmp_path / "model" / "strip.png").stat().st_size > 0
     baseline = run_cell(None, "housing", 3, cell, tmp_path / "kmeans", "kmeans", max_attempts=8, seed=11).summary()
-    assert baseline["attempts"] >= 1 and baseline["picked"] + baseline["parts_left"] == 3
+    # Measured: none in 4 attempts (3 edges, then no grasp left to try).
+    assert baseline["attempts"] >= 1 and baseline["picked"] + baseline["parts_left"] == 3 and baseline["picked"] < 3
     with pytest.raises(ValueError, match="needs a trained per-seed perception"):
         run_cell(None, "housing", 3, cell, tmp_path / "none")
