@@ -4,7 +4,7 @@ from scipy.spatial.transform import Rotation
 from sklearn.metrics import adjusted_rand_score, homogeneity_score
 
 from bin_perception.metrics import model_fidelity
-from bin_perception.model.registration import face_clusters, register_views
+from bin_perception.model.registration import face_clusters, placement_turns, register_views
 
 from .synthetic_views import housing_views, lever_views
 
@@ -67,3 +67,19 @@ def test_too_few_views_are_refused_by_name():
         register_views(views.points_m, views.crops, views.angles)
     with pytest.raises(ValueError, match="must agree"):
         register_views(views.points_m, views.crops[:5], views.angles)
+
+
+def test_the_finer_turns_keep_the_long_axis_and_include_the_axis_turns():
+    axis_turns = placement_turns()
+    fine = placement_turns(15)
+    assert len(axis_turns) == 24 and len(fine) == 24 + 8 * 5
+    assert len({tuple(np.round(t, 6).ravel()) for t in fine}) == len(fine)
+    np.testing.assert_allclose(fine @ fine.transpose(0, 2, 1), np.broadcast_to(np.eye(3), fine.shape), atol=1e-12)
+    np.testing.assert_allclose(np.linalg.det(fine), 1.0)
+    extra = fine[24:]
+    assert np.allclose(np.abs(extra[:, 0, 0]), 1.0)  # the long axis stays on the long axis
+    # A tent's 45 degrees about the long axis is one of them; right angles alone have none such.
+    tent = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(np.pi / 4), -np.sin(np.pi / 4)], [0.0, np.sin(np.pi / 4), np.cos(np.pi / 4)]])
+    assert np.isclose(fine, tent).all(axis=(1, 2)).any() and not np.isclose(axis_turns, tent).all(axis=(1, 2)).any()
+    with pytest.raises(ValueError, match="long_axis_step_deg"):
+        placement_turns(90)

@@ -37,6 +37,8 @@ _TRUSTED_VIEWS = 0.8
 # nearer the mesh than the network's fusion), the bolt's and the pin's (whose views show no four faces,
 # and which assemble wrongly) 1.30 and 1.26.
 _EXTENT_SLACK = 1.2
+# Where the faces do not assemble at right angles, they are tried after turns about their long axes in these steps.
+_LONG_AXIS_STEP_DEG = 15.0
 # X under the two poses is compared on this many of its points.
 _LOSS_POINTS = 256
 
@@ -95,13 +97,20 @@ def register_seed_views(perception: BinPerception, frames: Sequence[Frame]) -> t
     if len(views.points_m) < needed:
         raise ValueError(f"{len(views.points_m)} views are too few to register {config.registration_faces} faces (need {needed})")
     registration = register_views(views.points_m, views.crops, views.angles, config.registration_faces)
-    if perception.part_size_m is not None:
-        extent_m, measured_m = widest_projection(registration.model_m), perception.part_size_m.extent
-        if extent_m > _EXTENT_SLACK * measured_m:
-            raise ValueError(
-                f"the registered model spans {1000 * extent_m:.1f} mm, wider than the part the seeds measured "
-                f"({1000 * measured_m:.1f} mm): its faces did not assemble into one part"
-            )
+    if perception.part_size_m is None:
+        return registration, views
+    measured_m = perception.part_size_m.extent
+    if widest_projection(registration.model_m) > _EXTENT_SLACK * measured_m:
+        # The faces did not assemble at right angles to each other: the part rests at other angles too (a
+        # bracket's tent). The finer search costs more and is not needed, or better, where right angles fit.
+        tqdm.write(f"the faces did not assemble at right angles; trying turns about their long axes in {_LONG_AXIS_STEP_DEG} degree steps")
+        registration = register_views(views.points_m, views.crops, views.angles, config.registration_faces, long_axis_step_deg=_LONG_AXIS_STEP_DEG)
+    extent_m = widest_projection(registration.model_m)
+    if extent_m > _EXTENT_SLACK * measured_m:
+        raise ValueError(
+            f"the registered model spans {1000 * extent_m:.1f} mm, wider than the part the seeds measured "
+            f"({1000 * measured_m:.1f} mm): its faces did not assemble into one part"
+        )
     return registration, views
 
 

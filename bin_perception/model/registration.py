@@ -15,8 +15,8 @@ face up look alike once turned to the seed's long axis (:mod:`.observation`), up
    (strays from other faces) are left out of the face's model, which is then sharp but one-sided.
 3. **Assembly.** Each face model, seen along its own viewing axis, declares empty the space in front of its
    surface and outside its outline (a height map). Another face model, placed at one of the 24 axis-aligned
-   turns of its frame (each after a turn about its long axis, in 15 degree steps) and any shift, must put no
-   point there, and must leave none of this one's there
+   turns of its frame (where asked, also after turns about its long axis) and any shift, must put no point
+   there, and must leave none of this one's there
    either, while touching it. All shifts are scored at once by FFT correlation of voxel grids. The best few
    placements of each face against a reference face are combined, and the combination whose faces violate
    each other's empty space least, over all pairs and references, wins.
@@ -46,21 +46,25 @@ from tqdm import tqdm
 
 from .fusion import fuse_views
 
-# A part's rests keep its longest side level, but two rests may differ by any turn about that side, not a
-# right angle only (a bracket's tent on the edges of its legs against its base lying flat). A face model is
-# placed at the 24 rotations that map the axes onto themselves, and those of them that keep its long axis (x)
-# on the reference's long axis are tried after turns about it in steps of this many degrees as well.
-_LONG_AXIS_STEP_DEG = 15
+# The 24 rotations that map the coordinate axes onto themselves (signed): where a part rests on its faces.
+_AXIS_TURNS = Rotation.create_group("O").as_matrix()
 
 
-def _placement_turns() -> np.ndarray:
-    axis_turns = Rotation.create_group("O").as_matrix()
-    along = axis_turns[np.abs(axis_turns[:, 0, 0]) > 0.5]
-    about_long_axis = Rotation.from_euler("x", np.arange(_LONG_AXIS_STEP_DEG, 90, _LONG_AXIS_STEP_DEG)[:, None], degrees=True).as_matrix()
-    return np.concatenate([axis_turns, (along[:, None] @ about_long_axis[None]).reshape(-1, 3, 3)])
+def placement_turns(long_axis_step_deg: float | None = None) -> np.ndarray:
+    """The turns a face model is placed at: the 24 axis-aligned ones, and with ``long_axis_step_deg`` also those
+    of them that keep its long axis (x) on the reference's long axis after turns about it in those steps. A
+    part's rests keep its longest side level, but two rests may differ by any turn about it (a bracket's
+    tent on the edges of its legs meets its base-down rest at about 40 degrees)."""
+    if long_axis_step_deg is None:
+        return _AXIS_TURNS
+    if not 0 < long_axis_step_deg < 90:
+        raise ValueError(f"long_axis_step_deg {long_axis_step_deg}: expected 0 to 90 degrees")
+    along = _AXIS_TURNS[np.abs(_AXIS_TURNS[:, 0, 0]) > 0.5]
+    angles = np.arange(long_axis_step_deg, 90 - 1e-9, long_axis_step_deg)[:, None]
+    about_long_axis = Rotation.from_euler("x", angles, degrees=True).as_matrix()
+    return np.concatenate([_AXIS_TURNS, (along[:, None] @ about_long_axis[None]).reshape(-1, 3, 3)])
 
 
-_TURNS = _placement_turns()
 # ICP keeps the nearest 80 % of a view's matches: the rest are its seed's stray pixels or faces the model
 # does not have yet. Fits are scored on the same share.
 _TRIM = 0.8
@@ -282,11 +286,11 @@ class _Reference:
 
 
 def _placements(
-    references: dict[int, _Reference], other: _FaceModel, other_empty_space: _EmptySpace, grid: _Grid
+    references: dict[int, _Reference], other: _FaceModel, other_empty_space: _EmptySpace, grid: _Grid, turns: np.ndarray
 ) -> dict[int, list[tuple[float, np.ndarray]]]:
-    """The best placements (score, reference_from_other) of ``other``'s face model against each reference face."""
+    """The best placements (score, reference_from_other) of ``other``'s face model at ``turns`` against each reference face."""
     found: dict[int, list[tuple[float, np.ndarray]]] = {ref: [] for ref in references}
-    for turn in _TURNS:
+    for turn in turns:
         occupied = np.conj(grid.spectrum(grid.occupancy(other.points @ turn.T))) / len(other.points)
         # Other's empty space at grid point g of the reference frame, before the shift: empty(turn^T g).
         other_empty = np.conj(grid.spectrum(other_empty_space(grid.centres @ turn).reshape((grid.size,) * 3).astype(np.float64)))
@@ -310,9 +314,9 @@ def _mutual_violation(faces: list[_FaceModel], empty: list[_EmptySpace], placeme
     return total
 
 
-def assemble(faces: list[_FaceModel], voxel_m: float, bar: tqdm | None = None) -> list[np.ndarray]:
-    """Each face model's placement (4, 4) in one frame (model_from_face), chosen as the module describes;
-    ``bar`` advances by one per face."""
+def assemble(faces: list[_FaceModel], voxel_m: float, bar: tqdm | None = None, turns: np.ndarray = _AXIS_TURNS) -> list[np.ndarray]:
+    """Each face model's placement (4, 4) in one frame (model_from_face) among ``turns`` (:func:`placement_turns`),
+    chosen as the module describes; ``bar`` advances by one per face."""
     radius = max(float(np.linalg.norm(f.points, axis=1).max()) for f in faces)
     grid_voxel = radius / _VOXELS_PER_RADIUS
     grid = _Grid(grid_voxel, int(np.ceil(2.05 * _VOXELS_PER_RADIUS)), _VOXELS_PER_RADIUS)
@@ -321,7 +325,7 @@ def assemble(faces: list[_FaceModel], voxel_m: float, bar: tqdm | None = None) -
     # Each face's turns are transformed once, against every other face as the reference.
     options: dict[int, dict[int, list[tuple[float, np.ndarray]]]] = {ref: {} for ref in references}
     for other, face in enumerate(faces):
-        placed = _placements({ref: r for ref, r in references.items() if ref != other}, face, empty[other], grid)
+        placed = _placements({ref: r for ref, r in references.items() if ref != other}, face, empty[other], grid, turns)
         for ref, placements in placed.items():
             options[ref][other] = placements
         if bar is not None:
@@ -347,12 +351,14 @@ def register_views(
     voxel_m: float = 0.0015,
     rounds: int = 6,
     progress: bool = True,
+    long_axis_step_deg: float | None = None,
 ) -> Registration:
     """Every view's pose in one model frame, without the network (see the module's steps).
 
     ``views_m``: each seed's points (n_i, 3) in the camera frame, metres; ``crops`` (V, S, S) and
-    ``angles`` (V,) radians: its height crop turned to its long axis, and that turn. ``progress`` shows a
-    bar over the faces, the reference faces of the assembly and the closing rounds."""
+    ``angles`` (V,) radians: its height crop turned to its long axis, and that turn. ``long_axis_step_deg``
+    also tries the faces at turns about their long axes (:func:`placement_turns`), at about 2.7 times the
+    assembly's cost. ``progress`` shows a bar over the faces, the assembly's faces and the closing rounds."""
     if len(views_m) != len(crops) or len(crops) != len(angles):
         raise ValueError(f"register_views: {len(views_m)} views, {len(crops)} crops and {len(angles)} angles must agree")
     if rounds < 1:
@@ -367,7 +373,7 @@ def register_views(
     for face in range(found):
         face_models.append(_face_model(views_m, angles, np.flatnonzero(labels == face), voxel_m, rounds))
         bar.update()
-    placements = assemble(face_models, voxel_m, bar)
+    placements = assemble(face_models, voxel_m, bar, placement_turns(long_axis_step_deg))
     poses: list[np.ndarray | None] = [None] * len(views_m)
     for face, placement in zip(face_models, placements):
         for i, pose in zip(face.members, face.poses):
