@@ -95,7 +95,9 @@ def _assess(
     first = np.concatenate([[0], np.cumsum(counts_per_ring)[:-1]])
     rings = np.where(distance >= _LIP_INNER * radius_m, 2, np.where(distance >= _HUB * radius_m, 1, 0))
     in_ring = np.maximum(counts_per_ring[rings], 1)
-    sectors = np.floor((np.arctan2(along_v, along_u) + np.pi) / (2 * np.pi) * in_ring).astype(np.int64) % in_ring
+    # A placement with too few points for a plane has no axes (NaN): it fails on ``enough``, its sectors are moot.
+    angle = np.nan_to_num(np.arctan2(along_v, along_u))
+    sectors = np.floor((angle + np.pi) / (2 * np.pi) * in_ring).astype(np.int64) % in_ring
     checked = counts_per_ring[rings] > 0
     cells = int(counts_per_ring.sum())
     occupied = np.unique(owner[checked] * cells + first[rings[checked]] + sectors[checked])
