@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -45,7 +46,7 @@ class Attempt:
     """One pick: the parts in the bin before it, what the cup met, and its cost."""
 
     parts_before: int
-    outcome: str  # "held", "no grasp", or what the cup met instead (bin.sim.suction)
+    outcome: str  # "held", "no grasp", or what the cup met instead (:func:`bin_perception.sim.suction.cup_contact`)
     perceive_ms: float  # the depth image to the chosen grasp
     cycle_s: float  # the whole attempt: rendering, perception, the cup and the pile settling
 
@@ -67,9 +68,7 @@ class PickReport:
 
     def summary(self) -> dict:
         attempts = len(self.attempts)
-        outcomes: dict[str, int] = {}
-        for attempt in self.attempts:
-            outcomes[attempt.outcome] = outcomes.get(attempt.outcome, 0) + 1
+        outcomes = dict(Counter(attempt.outcome for attempt in self.attempts))
         return {
             "part": self.part,
             "instances": self.instances,
@@ -95,10 +94,14 @@ def _model_grasp(
         prediction, points_m, frame, perception.model_points_m(), perception.workspace, gripper, perception.camera_from_bin
     )
     for pick in picks:
-        grasp = pick.grasp
-        if grasp is not None and all(np.linalg.norm(grasp.point_m - f) > _FAILED_RADII * gripper.suction_radius_m for f in failed_m):
-            return grasp.point_m, grasp.approach
+        if pick.grasp is not None and _untried(pick.grasp.point_m, failed_m, gripper):
+            return pick.grasp.point_m, pick.grasp.approach
     return None
+
+
+def _untried(point_m: np.ndarray, failed_m: list[np.ndarray], gripper: GripperConfig) -> bool:
+    """Whether ``point_m`` is clear of the grasps that failed on this bin."""
+    return all(np.linalg.norm(point_m - failed) > _FAILED_RADII * gripper.suction_radius_m for failed in failed_m)
 
 
 def _kmeans_grasp(
@@ -112,7 +115,7 @@ def _kmeans_grasp(
     labels = kmeans_labels(cloud, parts)
     tops = [cloud[labels == k][np.argmin(cloud[labels == k][:, 2])] for k in np.unique(labels)]
     for top in sorted(tops, key=lambda point: point[2]):
-        if all(np.linalg.norm(top - f) > _FAILED_RADII * gripper.suction_radius_m for f in failed_m):
+        if _untried(top, failed_m, gripper):
             return top, np.array([0.0, 0.0, 1.0])
     return None
 
@@ -141,10 +144,9 @@ def run_cell(
     method: str = "model",
     max_attempts: int = 40,
     seed: int = 0,
-    gripper: GripperConfig | None = None,
     strip_attempts: int = 24,
 ) -> PickReport:
-    """Pour ``instances`` parts into the cell of ``config`` and pick until the bin is empty or ``max_attempts``
+    """Pour ``instances`` parts into the cell of ``config``, with its gripper, and pick until the bin is empty or ``max_attempts``
     have been made, by ``method`` (model: ``perception``'s grasps; kmeans: the baseline). Writes
     ``metrics.json``, ``report.md`` and ``strip.png`` (the bin before each of the first ``strip_attempts``
     picks, the true parts coloured and the cup's lip drawn where it was sent) into ``out``."""
@@ -154,7 +156,7 @@ def run_cell(
         raise ValueError("method model needs a trained per-seed perception that measured the part, to count what is left in the bin")
     if instances < 1 or max_attempts < 1:
         raise ValueError(f"instances {instances} and max_attempts {max_attempts} must be at least 1")
-    gripper = gripper or config.gripper
+    gripper = config.gripper
     out = Path(out)
     report = PickReport(Path(part).stem, instances, method)
     rng = np.random.default_rng(seed)
