@@ -65,6 +65,7 @@ setup(
             "perception_node = bin_perception.nodes:perception_node",
             "managed_perception_node = bin_perception.nodes:managed_perception_node",
             "sim_camera_node = bin_perception.nodes:sim_camera_node",
+            "pick_cell_node = bin_perception.nodes:pick_cell_node",
             "bag_player = bin_perception.nodes:bag_player",
             "bag_recorder = bin_perception.nodes:bag_recorder",
             "lowres_classifier_node = bin_perception.nodes:lowres_classifier_node",

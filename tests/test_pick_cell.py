@@ -1,6 +1,12 @@
 """The simulated picking cell: PyBullet's cup against true geometry, and a bin emptied by a trained model."""
 
 import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pybullet
@@ -12,6 +18,9 @@ from bin_perception.learning.pick_cell import run_cell
 from bin_perception.learning.trainer import train
 from bin_perception.sim.dataset import simulate_bag
 from bin_perception.sim.suction import cup_contact
+
+BIN = Path(sys.executable).parent
+CUP_M = 0.006
 
 
 @pytest.fixture
@@ -48,14 +57,20 @@ def test_the_cup_holds_a_flat_face_and_says_why_it_holds_nothing_else(two_plates
     assert contact(0.1, 0.1, 0.02, normal).body == tilted
 
 
-@pytest.mark.slow
-def test_a_trained_model_empties_a_bin_of_three_and_kmeans_is_scored_alike(tmp_path):
-    bag = tmp_path / "housing_n3.mcap"
+@pytest.fixture(scope="module")
+def housing_model(tmp_path_factory):
+    """A small per-seed model of 3 housings in the default cell, really trained (about 10 s)."""
+    root = tmp_path_factory.mktemp("housing_model")
+    bag = root / "housing_n3.mcap"
     simulate_bag("housing", 3, 16, seed=5, out=bag, progress=False)
     model = ModelConfig(method="per_seed", align_crops=True, input_size_px=64, model_points=256, observed_points=128)
-    result = train([str(bag)], 3, Config(model=model, train=TrainConfig(batch_size=4, epochs=3, seed=0)), tmp_path / "run")
-    cell = Config(gripper=GripperConfig(suction_radius_m=0.006))
-    report = run_cell(result.perception, "housing", 3, cell, tmp_path / "model", max_attempts=8, seed=11)
+    return train([str(bag)], 3, Config(model=model, train=TrainConfig(batch_size=4, epochs=3, seed=0)), root / "run")
+
+
+@pytest.mark.slow
+def test_a_trained_model_empties_a_bin_of_three_and_kmeans_is_scored_alike(housing_model, tmp_path):
+    cell = Config(gripper=GripperConfig(suction_radius_m=CUP_M))
+    report = run_cell(housing_model.perception, "housing", 3, cell, tmp_path / "model", max_attempts=8, seed=11)
     summary = report.summary()
     # Measured: 3 of 3 in 3 attempts.
     assert summary["parts_left"] == 0 and summary["picked"] == 3 and summary["attempts"] <= 6, summary
@@ -67,3 +82,51 @@ def test_a_trained_model_empties_a_bin_of_three_and_kmeans_is_scored_alike(tmp_p
     assert baseline["attempts"] >= 1 and baseline["picked"] + baseline["parts_left"] == 3 and baseline["picked"] < 3
     with pytest.raises(ValueError, match="needs a trained per-seed perception"):
         run_cell(None, "housing", 3, cell, tmp_path / "none")
+
+
+@pytest.mark.slow
+def test_the_cell_empties_a_bin_over_ros_in_three_processes_and_refuses_a_pick_in_another_frame(housing_model, tmp_path, monkeypatch):
+    rclpy = pytest.importorskip("rclpy")
+    from geometry_msgs.msg import PoseStamped
+    from std_msgs.msg import Header
+
+    from bin_perception.nodes.picking_client import PickingClient, empty_bin
+
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(random.randint(100, 230)))
+    cell_yaml = tmp_path / "cell.yaml"
+    cell_yaml.write_text(f"gripper:\n  suction_radius_m: {CUP_M}\n")  # the default camera and bin, as the model trained
+    checkpoint = housing_model.run_dir / "checkpoint.pt"
+    processes = [
+        subprocess.Popen(
+            [str(BIN / executable), "--ros-args", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy()
+        )
+        for executable, args in [
+            ("pick_cell_node", ["-p", "part:=housing", "-p", "instances:=3", "-p", "seed:=11", "-p", f"config:={cell_yaml}"]),
+            ("perception_node", ["-p", f"checkpoint:={checkpoint}", "-p", f"gripper.suction_radius_m:={CUP_M}"]),
+        ]
+    ]
+    rclpy.init()
+    try:
+        report, pictures, titles = empty_bin("housing", CUP_M, max_attempts=8, timeout_s=120.0)
+        # A pick in a frame that is not the camera's is refused with its reason, and the cell answers on.
+        client = PickingClient()
+        deadline = time.monotonic() + 30
+        while (client.state is None or client.pick.get_subscription_count() == 0) and time.monotonic() < deadline:
+            rclpy.spin_once(client, timeout_sec=0.1)
+        picks = client.state["picks"]
+        client.pick.publish(PoseStamped(header=Header(frame_id="world")))
+        while client.state["picks"] == picks and time.monotonic() < deadline:
+            rclpy.spin_once(client, timeout_sec=0.1)
+        refused = client.state
+        client.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=10)
+    logs = "\n".join(process.stdout.read()[-2000:] for process in processes)
+    summary = report.summary()
+    # Measured: 3 of 3 in 3 attempts, as the same cell in one process.
+    assert summary["parts_left"] == 0 and summary["picked"] == 3 and summary["attempts"] <= 6, (summary, logs)
+    assert [attempt.parts_before for attempt in report.attempts][0] == 3 and len(pictures) == len(titles) >= 1
+    assert refused["outcome"] == "refused" and "'world'" in refused["reason"] and refused["parts_left"] == 0, refused

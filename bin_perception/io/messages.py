@@ -7,6 +7,7 @@ from the Kilted type store, the ones our bag writer serializes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -141,10 +142,15 @@ def frame_from_messages(depth_msg: Any, info_msg: Any, source: str = "depth imag
 
 def poses_from_pose_array(msg: Any) -> np.ndarray:
     """(N, 4, 4) transforms from a PoseArray."""
-    if not msg.poses:
+    return matrices_from_poses(msg.poses)
+
+
+def matrices_from_poses(poses: Sequence[Any]) -> np.ndarray:
+    """(N, 4, 4) transforms from geometry_msgs Poses."""
+    if not poses:
         return np.zeros((0, 4, 4))
-    position = np.array([[p.position.x, p.position.y, p.position.z] for p in msg.poses])
-    quaternion = np.array([[p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w] for p in msg.poses])
+    position = np.array([[p.position.x, p.position.y, p.position.z] for p in poses])
+    quaternion = np.array([[p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w] for p in poses])
     return pose_to_matrix(position, quaternion)
 
 

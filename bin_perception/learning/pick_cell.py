@@ -94,14 +94,14 @@ def _model_grasp(
         prediction, points_m, frame, perception.model_points_m(), perception.workspace, gripper, perception.camera_from_bin
     )
     for pick in picks:
-        if pick.grasp is not None and _untried(pick.grasp.point_m, failed_m, gripper):
+        if pick.grasp is not None and untried(pick.grasp.point_m, failed_m, gripper.suction_radius_m):
             return pick.grasp.point_m, pick.grasp.approach
     return None
 
 
-def _untried(point_m: np.ndarray, failed_m: list[np.ndarray], gripper: GripperConfig) -> bool:
-    """Whether ``point_m`` is clear of the grasps that failed on this bin."""
-    return all(np.linalg.norm(point_m - failed) > _FAILED_RADII * gripper.suction_radius_m for failed in failed_m)
+def untried(point_m: np.ndarray, failed_m: list[np.ndarray], cup_radius_m: float) -> bool:
+    """Whether the grasp point ``point_m`` is clear of the grasp points that failed on this bin."""
+    return all(np.linalg.norm(point_m - failed) > _FAILED_RADII * cup_radius_m for failed in failed_m)
 
 
 def _kmeans_grasp(
@@ -115,12 +115,12 @@ def _kmeans_grasp(
     labels = kmeans_labels(cloud, parts)
     tops = [cloud[labels == k][np.argmin(cloud[labels == k][:, 2])] for k in np.unique(labels)]
     for top in sorted(tops, key=lambda point: point[2]):
-        if _untried(top, failed_m, gripper):
+        if untried(top, failed_m, gripper.suction_radius_m):
             return top, np.array([0.0, 0.0, 1.0])
     return None
 
 
-def _picture(frame: Frame, labels: np.ndarray, grasp_m: np.ndarray | None, cup_radius_m: float) -> np.ndarray:
+def pick_picture(frame: Frame, labels: np.ndarray, grasp_m: np.ndarray | None, cup_radius_m: float) -> np.ndarray:
     """The bin's depth in grey with its parts, and the cup's lip where it was sent, cropped to the parts."""
     picture = overlay_image(frame.depth_m, labels, frame.K)
     if grasp_m is not None:
@@ -157,7 +157,6 @@ def run_cell(
     if instances < 1 or max_attempts < 1:
         raise ValueError(f"instances {instances} and max_attempts {max_attempts} must be at least 1")
     gripper = config.gripper
-    out = Path(out)
     report = PickReport(Path(part).stem, instances, method)
     rng = np.random.default_rng(seed)
     pictures, titles = [], []
@@ -185,31 +184,46 @@ def run_cell(
             if chosen is None:
                 outcome = "no grasp"
             else:
-                world_from_camera = simulator.world_from_camera
-                point_w = transform_points(world_from_camera, chosen[0][None])[0]
-                approach_w = world_from_camera[:3, :3] @ chosen[1]
-                contact = cup_contact(simulator.client, simulator.bodies, point_w, approach_w, gripper.suction_radius_m, gripper.max_flatness_m)
-                outcome = contact.reason
-                if contact.body is not None:
-                    simulator.remove(contact.body)
+                outcome = execute_pick(simulator, *chosen, gripper)
+                if outcome == "held":
                     failed_m.clear()
                     bar.update()
                 else:
                     failed_m.append(chosen[0])
             report.attempts.append(Attempt(parts, outcome, perceive_ms, time.perf_counter() - start))
             if len(pictures) < strip_attempts:
-                pictures.append(_picture(frame, sample.labels, None if chosen is None else chosen[0], gripper.suction_radius_m))
+                pictures.append(pick_picture(frame, sample.labels, None if chosen is None else chosen[0], gripper.suction_radius_m))
                 titles.append(f"{attempt + 1}: {parts} left, {outcome}")
             if chosen is None:
                 break  # nothing left to try on this bin: a cell calls for help here
         bar.close()
+    write_report(report, pictures, titles, out)
+    return report
+
+
+def execute_pick(simulator: BinSimulator, point_m: np.ndarray, approach: np.ndarray, gripper: GripperConfig) -> str:
+    """The cup sent to ``point_m`` along ``approach`` (the camera frame): what it met (``held``, or why it holds
+    nothing; :func:`bin_perception.sim.suction.cup_contact`). A part it holds is lifted out and the pile settles."""
+    world_from_camera = simulator.world_from_camera
+    point_w = transform_points(world_from_camera, np.asarray(point_m, dtype=np.float64)[None])[0]
+    approach_w = world_from_camera[:3, :3] @ np.asarray(approach, dtype=np.float64)
+    contact = cup_contact(simulator.client, simulator.bodies, point_w, approach_w, gripper.suction_radius_m, gripper.max_flatness_m)
+    if contact.body is not None:
+        simulator.remove(contact.body)
+    return contact.reason
+
+
+def write_report(report: PickReport, pictures: list[np.ndarray], titles: list[str], out: str | Path) -> dict:
+    """``metrics.json`` (the summary and every attempt), ``report.md`` and, with pictures, ``strip.png`` into
+    ``out``; the summary."""
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = report.summary()
     write_text(out / "metrics.json", json.dumps(summary | {"attempt_log": [asdict(a) for a in report.attempts]}, indent=1))
     write_text(out / "report.md", _report(summary))
     if pictures:
         pick_strip(pictures, titles, out / "strip.png")
-    return report
+    return summary
 
 
 def _report(s: dict) -> str:

@@ -40,6 +40,10 @@ def sim_camera_node() -> None:
     _run("sim_camera_node")
 
 
+def pick_cell_node() -> None:
+    _run("pick_cell_node")
+
+
 def bag_player() -> None:
     _run("bag_player")
 

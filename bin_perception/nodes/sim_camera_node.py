@@ -55,6 +55,35 @@ def _int_range(low: int, high: int) -> ParameterDescriptor:
     return ParameterDescriptor(integer_range=[IntegerRange(from_value=low, to_value=high, step=1)])
 
 
+class CameraTopics:
+    """The topics of a simulated depth camera, created on ``node``: depth, CameraInfo and colour with sensor-data
+    QoS, and the simulator's truth (labels, poses), reliable. A sensor with 1 mm depth units publishes 16UC1,
+    as RealSense's driver does: half the bytes of 32FC1 on the wire."""
+
+    def __init__(self, node: Node, depth_unit_m: float) -> None:
+        truth_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self._depth = node.create_publisher(Image, "depth/image", qos_profile_sensor_data)
+        self._info = node.create_publisher(CameraInfo, "depth/camera_info", qos_profile_sensor_data)
+        self._color = node.create_publisher(Image, "color/image", qos_profile_sensor_data)
+        self._gt_labels = node.create_publisher(Image, "gt/labels", truth_qos)
+        self._gt_poses = node.create_publisher(PoseArray, "gt/poses", truth_qos)
+        self._depth_in_mm = depth_unit_m == 0.001
+
+    def publish(self, frame: Frame, stamp_ns: int) -> None:
+        """``frame`` stamped ``stamp_ns`` on every topic."""
+        head = ros_messages.header(stamp_ns, frame.frame_id)
+        height_px, width_px = frame.shape
+        # Ground truth first: a client that pairs results with the truth by stamp has it waiting.
+        self._gt_labels.publish(ros_messages.image(head, frame.gt_labels.astype(np.uint16), "mono16"))
+        self._gt_poses.publish(ros_messages.pose_array(head, frame.gt_poses))
+        self._info.publish(ros_messages.camera_info(head, frame.K, width_px, height_px))
+        self._color.publish(ros_messages.image(head, frame.rgb, "rgb8"))
+        if self._depth_in_mm:
+            self._depth.publish(ros_messages.image(head, depth_mm_from_m(frame.depth_m), "16UC1"))
+        else:
+            self._depth.publish(ros_messages.image(head, frame.depth_m.astype(np.float32), "32FC1"))
+
+
 class SimCameraNode(Node):
     def __init__(self) -> None:
         super().__init__("sim_camera_node")
@@ -79,17 +108,7 @@ class SimCameraNode(Node):
         except (ConfigError, FileNotFoundError, ValueError) as error:
             raise StartupError(f"{error}") from None
         self._frame_id = config.camera.frame_id
-        # A camera whose depth comes in whole millimetres publishes 16UC1, as RealSense's driver does: half
-        # the bytes of 32FC1 on the wire.
-        self._depth_in_mm = self._simulator.sensor.depth_unit_m == 0.001
-
-        camera_qos = qos_profile_sensor_data
-        truth_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self._depth = self.create_publisher(Image, "depth/image", camera_qos)
-        self._info = self.create_publisher(CameraInfo, "depth/camera_info", camera_qos)
-        self._color = self.create_publisher(Image, "color/image", camera_qos)
-        self._gt_labels = self.create_publisher(Image, "gt/labels", truth_qos)
-        self._gt_poses = self.create_publisher(PoseArray, "gt/poses", truth_qos)
+        self._topics = CameraTopics(self, self._simulator.sensor.depth_unit_m)
         self.diagnostics = Diagnostics(self, "simulated camera")
         self.diagnostics.set_status(DiagnosticStatus.OK, f"{instances} x {part_name}, seed {self._seed}, {rate_hz:g} Hz")
 
@@ -124,24 +143,11 @@ class SimCameraNode(Node):
                     self.diagnostics.count("late_bins")  # the rate outran the simulator; this tick waits
                 self._bin = self._next_bin.result()
                 self._next_bin = self._pool.submit(self._simulate, self._bin_index + 1)
-        self._publish(self._bin)
+        self._topics.publish(self._bin, self.get_clock().now().nanoseconds)
         self._frames_sent += 1
         self.diagnostics.done()
         if self._max_frames and self._frames_sent >= self._max_frames:
             self.get_logger().info(f"published {self._frames_sent} frames; max_frames reached")
-
-    def _publish(self, frame: Frame) -> None:
-        head = ros_messages.header(self.get_clock().now().nanoseconds, frame.frame_id)
-        height_px, width_px = frame.shape
-        # Ground truth first: a client that pairs results with the truth by stamp has it waiting.
-        self._gt_labels.publish(ros_messages.image(head, frame.gt_labels.astype(np.uint16), "mono16"))
-        self._gt_poses.publish(ros_messages.pose_array(head, frame.gt_poses))
-        self._info.publish(ros_messages.camera_info(head, frame.K, width_px, height_px))
-        self._color.publish(ros_messages.image(head, frame.rgb, "rgb8"))
-        if self._depth_in_mm:
-            self._depth.publish(ros_messages.image(head, depth_mm_from_m(frame.depth_m), "16UC1"))
-        else:
-            self._depth.publish(ros_messages.image(head, frame.depth_m.astype(np.float32), "32FC1"))
 
     def destroy_node(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
