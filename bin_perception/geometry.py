@@ -99,6 +99,20 @@ def floor_side_extended(workspace: np.ndarray, band_m: float, camera_from_bin: n
     return box
 
 
+def floor_plane(workspace: np.ndarray, camera_from_bin: np.ndarray | None = None) -> np.ndarray:
+    """The workspace's floor face (its z face away from the camera) as a plane (4,) in the camera frame: a unit
+    normal n that points away from the floor, into the box, and an offset d; n @ p + d is a point's height above
+    the face, negative beyond it."""
+    box = np.array(workspace, dtype=np.float64).reshape(2, 3)
+    rotation = np.eye(3) if camera_from_bin is None else camera_from_bin[:3, :3]
+    origin = np.zeros(3) if camera_from_bin is None else camera_from_bin[:3, 3]
+    camera_z = float(-(rotation.T @ origin)[2])
+    # The camera above the box's middle in z: the floor is its low face and up is +z; else its high face, up -z.
+    sign, face_z = (1.0, box[0, 2]) if camera_z >= box[:, 2].mean() else (-1.0, box[1, 2])
+    normal = sign * rotation[:, 2]
+    return np.append(normal, -normal @ origin - sign * face_z)
+
+
 def workspace_image_region(
     K: np.ndarray, shape: tuple[int, int], workspace: np.ndarray, camera_from_bin: np.ndarray | None = None
 ) -> tuple[slice, slice]:

@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
 from bin_perception.geometry import (
     backproject,
     fit_plane_ransac,
+    floor_plane,
     floor_side_extended,
     format_bin_pose,
     in_workspace,
@@ -92,3 +94,17 @@ def test_quaternions_and_matrices_round_trip():
     T = pose_to_matrix(np.array([1.0, 2.0, 3.0]), np.array([0, 0, np.sin(np.pi / 4), np.cos(np.pi / 4)]))
     np.testing.assert_allclose(T[:3, :3] @ [1, 0, 0], [0, 1, 0], atol=1e-12)
     np.testing.assert_array_equal(T[:3, 3], [1, 2, 3])
+
+
+def test_the_floor_plane_gives_heights_above_the_workspaces_floor_face_in_the_camera_frame():
+    # Straight down: the floor face is the box's far z face, 0.7 m away.
+    plane = floor_plane(np.array([[-0.1, -0.1, 0.3], [0.1, 0.1, 0.7]]))
+    assert np.isclose(plane[:3] @ [0.05, 0.0, 0.69] + plane[3], 0.01) and np.isclose(plane[:3] @ [0.0, 0.0, 0.72] + plane[3], -0.02)
+    # A camera tilted 20 degrees over a bin whose box is in the bin's frame, z up from its floor.
+    camera_from_bin = np.eye(4)
+    camera_from_bin[:3, :3] = Rotation.from_euler("x", 160, degrees=True).as_matrix()
+    camera_from_bin[:3, 3] = [0.0, 0.05, 0.7]
+    plane = floor_plane(np.array([[-0.1, -0.1, 0.003], [0.1, 0.1, 0.15]]), camera_from_bin)
+    for height_m in (0.05, -0.01):
+        point_in_bin = np.array([0.04, -0.02, 0.003 + height_m])
+        assert np.isclose(plane[:3] @ transform_points(camera_from_bin, point_in_bin[None])[0] + plane[3], height_m)

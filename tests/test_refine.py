@@ -10,7 +10,7 @@ import trimesh
 from scipy.spatial.transform import Rotation
 
 from bin_perception.config import load_config
-from bin_perception.geometry import backproject
+from bin_perception.geometry import backproject, floor_plane
 from bin_perception.metrics import rotation_error_deg
 from bin_perception.model.refine import START_TURNS, principal_frame, refine_pose, score_pose, start_rotations
 from bin_perception.sim.parts import load_part
@@ -113,3 +113,31 @@ def test_a_lever_turned_end_for_end_scores_below_the_true_pose():
         turned = refine_pose(segment, model_m, _turned(truth, end_for_end), sample.depth_m, sample.K, starts=1)
         assert rotation_error_deg(truth[:3, :3], turned.pose[:3, :3]) > 90.0
         assert turned.closeness < true_fit.closeness
+
+
+def test_a_turn_that_hides_a_brackets_leg_in_the_floor_is_counted_against_it():
+    # Lying on one leg, an L-bracket shows the camera that leg alone; turned, its other leg goes up into the free
+    # space or down into the floor, where the camera cannot see it. Only the floor tells the second from the truth.
+    part = load_part("bracket")
+    config = dataclasses.replace(load_config(Path(__file__).resolve().parents[1] / "config" / "real_cell.yaml"), sensor="structured_light")
+    with BinSimulator(part, 3, config) as simulator:
+        sample = simulator.scene(0)
+        floor = floor_plane(simulator.workspace, simulator.camera_from_bin)
+    points = backproject(sample.depth_m, sample.K)
+    model_m = trimesh.sample.sample_surface(part.mesh, 512, seed=0)[0]
+    frame = principal_frame(model_m)
+    into_the_floor = 0
+    for instance, truth in enumerate(sample.poses, start=1):
+        segment = _segment(sample, points, instance)
+        true_fit = refine_pose(segment, model_m, truth, sample.depth_m, sample.K, starts=1, floor=floor)
+        assert true_fit.under_floor < 0.01  # resting on the floor, not in it
+        for flip in (1, 2, 3):
+            start = _turned(truth, frame @ START_TURNS[flip] @ frame.T)
+            turned = refine_pose(segment, model_m, start, sample.depth_m, sample.K, starts=1, floor=floor)
+            unfloored = score_pose(segment, model_m, turned.pose, sample.depth_m, sample.K)
+            assert unfloored.under_floor == 0.0 and np.isclose(turned.closeness, unfloored.closeness - turned.under_floor)
+            if turned.under_floor > 0.2:  # a quarter of the part in the floor: the leg that went down
+                into_the_floor += 1
+                assert turned.closeness < true_fit.closeness and turned.confidence < true_fit.confidence
+    # Measured in this bin: two of the three brackets lie on a leg, each with two turns that sink the other.
+    assert into_the_floor >= 2

@@ -23,7 +23,7 @@ from torch import nn
 from ..config import AUTO, ModelConfig, build_dataclass
 from ..depth_filters import crop_frame, decimate_frame, decimation_factor, upsampled_labels
 from ..frame import Frame
-from ..geometry import format_bin_pose, parse_bin_pose, workspace_image_region
+from ..geometry import floor_plane, format_bin_pose, parse_bin_pose, workspace_image_region
 from ..io.atomic import replacing, write_text
 from .fusion import fuse_views, views_in_model_frame
 from .network import ObjectModel, PoseNet, seed_poses
@@ -264,6 +264,7 @@ class BinPerception(nn.Module):
         config = self.config
         model_m = self.model_points_m()
         spacing_m = model_spacing_m(model_m)
+        floor = floor_plane(self.workspace, self.camera_from_bin)
         points_m = self.normalization.to_metres(obs.points)
         confidences = np.zeros(len(poses))
         for i in range(len(poses)):
@@ -273,10 +274,10 @@ class BinPerception(nn.Module):
             if config.refine == "icp":
                 checked = refine_pose(
                     segment_m, model_m, poses[i], frame.depth_m, frame.K, config.refine_starts, config.refine_iterations,
-                    config.refine_inlier_m, spacing_m,
+                    config.refine_inlier_m, spacing_m, floor,
                 )
             else:
-                checked = score_pose(segment_m, model_m, poses[i], frame.depth_m, frame.K, config.refine_inlier_m, spacing_m)
+                checked = score_pose(segment_m, model_m, poses[i], frame.depth_m, frame.K, config.refine_inlier_m, spacing_m, floor=floor)
             poses[i], confidences[i] = checked.pose, checked.confidence
         return poses, confidences
 

@@ -10,12 +10,16 @@ learned model, and scored on two counts:
 - **fit**: the fraction of the instance's points that the posed model explains (within ``inlier_m``);
 - **free space**: the fraction of the posed model's points that stand in front of what the camera
   measured at their pixel, by more than ``inlier_m``. The camera saw through that space, so no part can
-  fill it: a flipped part sticks out into it where the true one does not.
+  fill it: a flipped part sticks out into it where the true one does not;
+- **the floor**: the fraction of the posed model's points beyond the bin's floor (the workspace's floor
+  face, given as a plane). A part rests on the floor or on other parts and cannot reach through it. The
+  camera cannot see under a part, so a turn that hides a part's other half in the floor violates no free
+  space (an L-bracket lying on one leg fits the same points with its other leg up, in the free space, or
+  down, in the floor).
 
-The start with the best close fit (within ``inlier_m`` alone) less the free space violated wins, where it
-beats the network's own start by a margin. The
-confidence of the pose is its fit (within ``inlier_m`` plus the model's spacing) less the free space
-violated, clipped to [0, 1].
+The start with the best close fit (within ``inlier_m`` alone) less the free space violated and the share
+under the floor wins, where it beats the network's own start by a margin. The confidence of the pose is its
+fit (within ``inlier_m`` plus the model's spacing) less the same two, clipped to [0, 1].
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ def _start_order(turns: np.ndarray) -> np.ndarray:
 # faces nearly copy each other (a bracket's inner and outer sides, 3 mm apart) fits a flip almost as closely
 # as the truth, and between near ties the network's pose, learned from every view, is the better guess.
 _NETWORK_MARGIN = 0.05
+# A workspace's floor face sits just above the floor's noise (3 mm in the real cell): a model point counts as
+# under the floor beyond the face by this much and the inlier distance.
+_FLOOR_CLEARANCE_M = 0.003
 # The 24 turns that map a frame's axes onto its axes, in the order they are tried.
 START_TURNS = _start_order(Rotation.create_group("O").as_matrix())
 
@@ -53,15 +60,16 @@ class RefinedPose:
     free_space_violation: float  # the fraction of the posed model's points the camera saw through
     start: int  # the start that won: 0 the network's pose, 1 to 3 its half turns, then the other turns
     close_fit: float  # the fraction within the inlier distance alone, without the model's spacing
+    under_floor: float = 0.0  # the fraction of the posed model's points under the bin's floor
 
     @property
     def score(self) -> float:
-        return self.fit - self.free_space_violation
+        return self.fit - self.free_space_violation - self.under_floor
 
     @property
     def closeness(self) -> float:
-        """What the starts are ranked by: the close fit less the free space violated."""
-        return self.close_fit - self.free_space_violation
+        """What the starts are ranked by: the close fit less the free space violated and the share under the floor."""
+        return self.close_fit - self.free_space_violation - self.under_floor
 
     @property
     def confidence(self) -> float:
@@ -99,6 +107,14 @@ def free_space_violation(points_m: np.ndarray, depth_m: np.ndarray, K: np.ndarra
     return float((points_m[seen[valid], 2] < measured[valid] - margin_m).mean())
 
 
+def under_floor(points_m: np.ndarray, floor: np.ndarray | None, margin_m: float) -> float:
+    """The fraction of ``points_m`` (camera frame) beyond the ``floor`` plane (:func:`bin_perception.geometry.floor_plane`,
+    the workspace's floor face) by more than ``margin_m`` and the face's clearance over the floor; 0 without a floor."""
+    if floor is None or len(points_m) == 0:
+        return 0.0
+    return float((points_m @ floor[:3] + floor[3] < -(margin_m + _FLOOR_CLEARANCE_M)).mean())
+
+
 def _cloud(points: np.ndarray) -> o3d.geometry.PointCloud:
     return o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, dtype=np.float64)))
 
@@ -117,9 +133,11 @@ def score_pose(
     inlier_m: float = 0.002,
     spacing_m: float | None = None,
     start: int = 0,
+    floor: np.ndarray | None = None,
 ) -> RefinedPose:
-    """``pose`` (camera_from_model) of one instance, scored by its fit to the instance's points and the free
-    space it violates in ``depth_m``; points within ``inlier_m`` (plus the model's spacing) are explained.
+    """``pose`` (camera_from_model) of one instance, scored by its fit to the instance's points, the free
+    space it violates in ``depth_m`` and its share under the ``floor`` plane (none without one); points within
+    ``inlier_m`` (plus the model's spacing) are explained.
 
     The close fit leaves the spacing out. It ranks the starts: a lever turned end for end lies within the
     looser distance of its own points, and only the closer one tells its boss from its bore (its poses
@@ -130,7 +148,9 @@ def score_pose(
     posed_model_m = model_m @ pose[:3, :3].T + pose[:3, 3]
     distances_m = cKDTree(posed_model_m).query(segment_m)[0]
     fit, close_fit = float((distances_m < inlier_m + spacing_m).mean()), float((distances_m < inlier_m).mean())
-    return RefinedPose(pose, fit, free_space_violation(posed_model_m, depth_m, K, inlier_m), start, close_fit)
+    return RefinedPose(
+        pose, fit, free_space_violation(posed_model_m, depth_m, K, inlier_m), start, close_fit, under_floor(posed_model_m, floor, inlier_m)
+    )
 
 
 def refine_pose(
@@ -143,6 +163,7 @@ def refine_pose(
     iterations: int = 30,
     inlier_m: float = 0.002,
     spacing_m: float | None = None,
+    floor: np.ndarray | None = None,
 ) -> RefinedPose:
     """The best pose of one instance among ``starts`` refined starts around ``start_pose``.
 
@@ -155,6 +176,7 @@ def refine_pose(
         iterations: ICP's iterations per start.
         inlier_m: the distance within which a point is explained, and beyond which free space is violated.
         spacing_m: the model's :func:`model_spacing_m`, where the caller has it already.
+        floor: the bin's floor as a plane in the camera frame (:func:`bin_perception.geometry.floor_plane`).
     """
     if len(segment_m) < 3:
         raise ValueError(f"segment of {len(segment_m)} points: too few to refine a pose")
@@ -178,7 +200,7 @@ def refine_pose(
             model_from_camera = o3d.pipelines.registration.registration_icp(
                 segment, model, distance_m, model_from_camera, estimation, criteria
             ).transformation
-        candidate = score_pose(segment_m, model_m, np.linalg.inv(model_from_camera), depth_m, K, inlier_m, spacing_m, index)
+        candidate = score_pose(segment_m, model_m, np.linalg.inv(model_from_camera), depth_m, K, inlier_m, spacing_m, index, floor)
         if best is None or candidate.closeness > best.closeness + (_NETWORK_MARGIN if best.start == 0 else 0.0):
             best = candidate
     return best

@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from bin_perception.config import TopicsConfig
+from bin_perception.geometry import floor_plane
 from bin_perception.io.atomic import write_text
 from bin_perception.io.bag import BagReader
 from bin_perception.model import load_checkpoint
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     topics = dataclasses.replace(TopicsConfig(), depth=args.depth_topic, camera_info=args.info_topic)
     frames = list(itertools.islice(BagReader(args.bag, topics, skip_bad_frames=True), args.frames))
     model_m = perception.model_points_m()
+    floor = floor_plane(perception.workspace, perception.camera_from_bin)
     starts = [int(s) for s in args.starts.split(",")]
     predict_s, refine_s = [], {s: [] for s in starts}
     perception.predict(frames[0])  # warm-up
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
             for count in starts:
                 start = time.perf_counter()
                 refine_pose(segment_m, model_m, pose, frame.depth_m, frame.K, count, perception.config.refine_iterations,
-                            perception.config.refine_inlier_m)
+                            perception.config.refine_inlier_m, floor=floor)
                 refine_s[count].append(time.perf_counter() - start)
     report = {
         "checkpoint": args.checkpoint, "bag": args.bag, "frames": len(frames),
