@@ -316,7 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--instances", type=int, default=20, help="parts poured into the bin [20]")
     pick.add_argument("--method", choices=("model", "kmeans"), default="model", help="the checkpoint's grasps, or K-means told the count")
     pick.add_argument("--max-attempts", type=int, default=40, help="picks tried at most [40]")
-    pick.add_argument("--suction-radius-m", type=float, help="the cup's lip radius, over the cell's gripper (a bolt's head takes 0.004)")
+    pick.add_argument(
+        "--suction-radius-m", type=float,
+        help="the cup's lip radius, over the cell's gripper; under half the narrowest face it seals on (a bolt 0.002, a nut 0.003)",
+    )
     pick.add_argument("--seed", type=int, default=0, help="the same seed pours the same bin")
     pick.add_argument("--cell", type=Path, help="the cell's YAML and its gripper [config/real_pile.yaml]")
     pick.add_argument("--out", default="pick_report", help="the report directory [pick_report]")
@@ -331,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--train-scenes", type=int, default=300, help="bins simulated to train the demo's model [300]")
     demo.add_argument("--train-minutes", type=float, default=3.0, help="training time of the demo's model [3]")
     demo.add_argument("--pick-instances", type=int, default=20, help="then empty a poured bin of this many with the picking cell; 0 skips it [20]")
-    demo.add_argument("--suction-radius-m", type=float, default=0.004, help="the picking cell's cup, sized to the part [0.004, a nut's]")
+    demo.add_argument("--suction-radius-m", type=float, default=0.003, help="the picking cell's cup, sized to the part [0.003, a nut's]")
     demo.add_argument("--inloop-minutes", type=float, help="instead: train in the loop from nothing for this long, F1 against K-means")
     demo.add_argument(
         "--cell", type=Path, help="the simulated cell's YAML [config/real_cell.yaml]; config/sim.yaml: the thesis's close 224 px view"

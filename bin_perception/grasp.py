@@ -10,12 +10,17 @@ that the camera saw of the one instance:
   the cup millimetres;
 - **support**: the cup's face rests on the part all round and across, not half over the part's edge or
   over a bore. The disc under the cup is cut into its hub and two rings of sectors (the lip's and the one
-  inside it), as many cells as the camera's sampling fills, and each must hold a point of the instance;
+  inside it), as many cells as the camera's sampling fills, and each must hold a point of the instance.
+  The lip itself must too: a point of the instance near each of ``_LIP_POINTS`` points of its circle, in
+  the plane and along it. A sector alone lets the lip hang over an edge by four tenths of the radius;
 - **tilt**: the approach is within ``max_tilt_deg`` of the camera's viewing axis, since the arm comes in
-  from the camera's side of the bin.
+  from the camera's side of the bin. The approach is the normal of the plane through the points within
+  ``_NORMAL_RADIUS_M`` of the contact, however small the cup: a 2 mm cup over 1 mm pixels spans a dozen
+  points, and one step of a millimetre's depth unit across them tilts their plane by 25°.
 
-Among the contact points that pass, the one nearest the instance's centroid wins: a part held near its
-centre of mass swings least when lifted.
+Among the contact points that pass, the one whose approach is nearest the camera's axis wins, and of those
+within ``_TILT_BAND_DEG`` of it the one nearest the instance's centroid: a cup that comes straight down
+seals on the top of a cylinder rather than its flank, and a part held near its centre of mass swings least.
 """
 
 from __future__ import annotations
@@ -33,11 +38,18 @@ _LIP_INNER = 0.6
 _HUB = 0.3
 # Points a cell under the cup expects at the camera's sampling, at the least, to be checked.
 _POINTS_PER_CELL = 3
+# Points on the lip's circle that must each have a point of the instance within this many point spacings of
+# it across the plane, and within _LIP_TRAVEL_M along the normal.
+_LIP_POINTS = 12
+_LIP_REACH_SPACINGS = 1.2
 # How far a cup's lip gives as it seals: another part this little below the contact is touched too.
 _LIP_TRAVEL_M = 0.002
+# The surface's normal is fitted over at least this radius.
+_NORMAL_RADIUS_M = 0.004
+# Approaches within this many degrees of the straightest are ranked by their distance from the centroid.
+_TILT_BAND_DEG = 5.0
 # Contact points tried per instance, spread over its points; more buy little on a part a few cups wide.
 _CANDIDATES = 64
-_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -47,7 +59,7 @@ class SuctionGrasp:
     point_m: np.ndarray  # (3,) the centre of the cup's contact
     approach: np.ndarray  # (3,) unit vector along which the cup moves onto the surface
     flatness_m: float  # the RMS distance of the points under the cup from their plane
-    support: float  # the share of the cells under the cup (its hub, two rings of sectors) that rest on the instance
+    support: float  # the share of the cells under the cup (its hub, two rings of sectors, the lip) that rest on the instance
     tilt_deg: float  # the approach's angle from the camera's viewing axis (+z)
     seals: bool  # flat, supported all round and within the tilt
 
@@ -59,12 +71,12 @@ def _spacing_m(tree: cKDTree) -> float:
     return float(np.median(tree.query(tree.data, k=2)[0][:, 1]))
 
 
-def _assess(
-    points_m: np.ndarray, tree: cKDTree, contacts_m: np.ndarray, radius_m: float, max_flatness_m: float, max_tilt_deg: float,
-    spacing_m: float,
-) -> list[SuctionGrasp]:
-    """The cup placed at each of ``contacts_m`` (C, 3), all at once: each placement's least-squares plane
-    (its RMS residual is the square root of the scatter's least eigenvalue), lip support and tilt."""
+def _planes(
+    points_m: np.ndarray, tree: cKDTree, contacts_m: np.ndarray, radius_m: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The least-squares plane of the points within ``radius_m`` of each contact: each neighbour's contact
+    (owner) and offset from it, and per contact the RMS distance from the plane, its normal facing the camera
+    (NaN with fewer than 3 points) and whether it had 3."""
     neighbours = tree.query_ball_point(contacts_m, radius_m)
     counts = np.array([len(n) for n in neighbours])
     owner = np.repeat(np.arange(len(contacts_m)), counts)
@@ -80,6 +92,43 @@ def _assess(
     # The camera sits at the origin and looks along +z: the seen side of a surface faces it.
     facing = np.einsum("ij,ij->i", normals, contacts_m) > 0
     normals[facing] *= -1
+    return owner, offsets, flatness_m, normals, enough
+
+
+def _lip_held(
+    tree: cKDTree, points_m: np.ndarray, contacts_m: np.ndarray, u: np.ndarray, v: np.ndarray, radius_m: float, spacing_m: float
+) -> np.ndarray:
+    """Per contact (C,), whether every one of ``_LIP_POINTS`` points on the lip's circle, in the plane of the
+    axes ``u`` and ``v`` (C, 3), has a point of the instance within ``_LIP_REACH_SPACINGS`` spacings across the
+    plane and ``_LIP_TRAVEL_M`` along its normal."""
+    angles = np.linspace(0.0, 2 * np.pi, _LIP_POINTS, endpoint=False)
+    lips = contacts_m[:, None] + radius_m * (np.cos(angles)[None, :, None] * u[:, None] + np.sin(angles)[None, :, None] * v[:, None])
+    reach_m = np.hypot(_LIP_REACH_SPACINGS * spacing_m, _LIP_TRAVEL_M)
+    near = tree.query_ball_point(lips.reshape(-1, 3), reach_m)
+    counts = np.array([len(n) for n in near])
+    lip = np.repeat(np.arange(len(near)), counts)
+    if not len(lip):
+        return np.zeros(len(contacts_m), dtype=bool)
+    offsets = points_m[np.concatenate(near).astype(np.int64)] - lips.reshape(-1, 3)[lip]
+    normal = np.cross(u, v)[lip // _LIP_POINTS]
+    along = np.einsum("ij,ij->i", offsets, normal)
+    across = np.linalg.norm(offsets - along[:, None] * normal, axis=1)
+    close = (across <= _LIP_REACH_SPACINGS * spacing_m) & (np.abs(along) <= _LIP_TRAVEL_M)
+    held = np.zeros(len(near), dtype=bool)
+    held[lip[close]] = True
+    return held.reshape(-1, _LIP_POINTS).all(axis=1)
+
+
+def _assess(
+    points_m: np.ndarray, tree: cKDTree, contacts_m: np.ndarray, radius_m: float, max_flatness_m: float, max_tilt_deg: float,
+    spacing_m: float,
+) -> list[SuctionGrasp]:
+    """The cup placed at each of ``contacts_m`` (C, 3), all at once: each placement's least-squares plane
+    (its RMS residual is the square root of the scatter's least eigenvalue), lip support and tilt."""
+    owner, offsets, flatness_m, normals, enough = _planes(points_m, tree, contacts_m, radius_m)
+    if radius_m < _NORMAL_RADIUS_M:
+        _, _, _, wide_normals, wide_enough = _planes(points_m, tree, contacts_m, _NORMAL_RADIUS_M)
+        normals = np.where(wide_enough[:, None], wide_normals, normals)
     # The lip's sectors, in each plane: two axes perpendicular to its normal.
     helper = np.where(np.abs(normals[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
     u = np.cross(normals, helper)
@@ -101,7 +150,10 @@ def _assess(
     checked = counts_per_ring[rings] > 0
     cells = int(counts_per_ring.sum())
     occupied = np.unique(owner[checked] * cells + first[rings[checked]] + sectors[checked])
-    support = np.bincount(occupied // cells, minlength=len(contacts_m)) / cells
+    lip_held = np.zeros(len(contacts_m), dtype=bool)
+    lip_held[enough] = _lip_held(tree, points_m, contacts_m[enough], u[enough], v[enough], radius_m, spacing_m)
+    # The lip's circle counts as one more cell of the cup's face.
+    support = (np.bincount(occupied // cells, minlength=len(contacts_m)) + lip_held) / (cells + 1)
     approach = -normals
     with np.errstate(invalid="ignore"):
         tilt_deg = np.degrees(np.arccos(np.clip(approach[:, 2], -1.0, 1.0)))
@@ -144,14 +196,13 @@ def suction_grasp(
     tree = cKDTree(points_m)
     spacing_m = _spacing_m(tree)
     others_m = np.zeros((0, 3)) if others_m is None else np.asarray(others_m, dtype=np.float64).reshape(-1, 3)
-    # Nearest the centroid first, a batch at a time: most parts seal in the first.
-    for batch in range(0, len(candidates), _BATCH):
-        placed = _assess(points_m, tree, candidates[batch : batch + _BATCH], radius_m, max_flatness_m, max_tilt_deg, spacing_m)
-        sealing = [g for g in placed if g.seals]
-        sealing = [g for g in sealing if _clear(g, others_m, radius_m)]
-        if sealing:
-            return sealing[0]
-    return None
+    placed = _assess(points_m, tree, candidates, radius_m, max_flatness_m, max_tilt_deg, spacing_m)
+    sealing = [g for g in placed if g.seals and _clear(g, others_m, radius_m)]
+    if not sealing:
+        return None
+    # The candidates come nearest the centroid first; the straightest approach, within the band, wins.
+    straightest_deg = min(g.tilt_deg for g in sealing)
+    return next(g for g in sealing if g.tilt_deg <= straightest_deg + _TILT_BAND_DEG)
 
 
 def _clear(grasp: SuctionGrasp, others_m: np.ndarray, radius_m: float) -> bool:

@@ -44,6 +44,18 @@ def test_a_cup_half_over_the_parts_border_has_no_support_all_round():
     assert not grasp.seals and grasp.support < 0.75
 
 
+def test_a_lip_that_hangs_over_the_edge_by_a_quarter_of_its_radius_does_not_seal():
+    # Every ring of sectors still holds points of the plate (a sector alone forgave four tenths of the radius); the
+    # lip's own circle does not.
+    plate = _plate(0.04)
+    for overhang in (0.25, 0.4):
+        contact = [0.02 - RADIUS_M * (1 - overhang), 0.0, 0.6]
+        grasp = assess_suction(plate, contact, RADIUS_M, FLATNESS_M)
+        assert not grasp.seals and 0.9 < grasp.support < 1.0
+    # A spacing inside the edge, it seals.
+    assert assess_suction(plate, [0.02 - RADIUS_M - 0.001, 0.0, 0.6], RADIUS_M, FLATNESS_M).seals
+
+
 def test_a_cup_over_a_bore_does_not_seal_and_the_grasp_moves_off_it():
     plate = _plate(0.04)
     plate = plate[np.linalg.norm(plate[:, :2], axis=1) > 0.003]  # a 6 mm bore through the middle
@@ -107,3 +119,16 @@ def test_a_simulated_part_in_the_real_cell_gets_a_grasp_where_a_cup_fits(part, s
     assert (grasp is not None) == seals
     if seals:
         assert grasp.support == 1.0 and grasp.flatness_m <= config.gripper.max_flatness_m
+
+
+def test_a_small_cup_on_millimetre_depth_steps_comes_in_square_to_the_face():
+    # A face tilted 10 degrees, its depth in whole millimetres as a structured-light camera gives it: under a
+    # 2 mm cup a dozen points and a step of the depth unit; the normal comes from the wider patch around them.
+    xy = _grid(0.03)
+    tilt = np.radians(10.0)
+    depth_m = np.round((0.6 + xy[:, 1] * np.tan(tilt) + np.random.default_rng(1).normal(0, 0.0002, len(xy))) * 1000) / 1000
+    face = np.column_stack([xy, depth_m])
+    normal = np.array([0.0, -np.sin(tilt), np.cos(tilt)])
+    for contact in face[np.linalg.norm(face[:, :2], axis=1) < 0.006][::7]:
+        grasp = assess_suction(face, contact, 0.002, FLATNESS_M)
+        assert np.degrees(np.arccos(abs(grasp.approach @ normal))) < 8.0

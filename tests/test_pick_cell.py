@@ -9,44 +9,44 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pybullet
 import pytest
-from pybullet_utils.bullet_client import BulletClient
+import trimesh
 
 from bin_perception.config import Config, GripperConfig, ModelConfig, TrainConfig
 from bin_perception.learning.pick_cell import run_cell
 from bin_perception.learning.trainer import train
 from bin_perception.sim.dataset import simulate_bag
-from bin_perception.sim.suction import cup_contact
+from bin_perception.sim.parts import load_part
+from bin_perception.sim.suction import CellSurfaces, CupContact, cup_contact
 
 BIN = Path(sys.executable).parent
 CUP_M = 0.006
 
 
+def _placed(x: float, y: float, z: float, degrees_about_x: float = 0.0) -> np.ndarray:
+    pose = trimesh.transformations.rotation_matrix(np.radians(degrees_about_x), [1, 0, 0])
+    pose[:3, 3] = [x, y, z]
+    return pose
+
+
 @pytest.fixture
 def two_plates():
     """Two 30 x 20 x 4 mm plates side by side on a floor, 1 mm apart, and a third tilted 40 degrees."""
-    client = BulletClient(connection_mode=pybullet.DIRECT)
-    floor = client.createMultiBody(0, client.createCollisionShape(pybullet.GEOM_BOX, halfExtents=[0.2, 0.2, 0.01]), basePosition=[0, 0, -0.01])
-    plate = client.createCollisionShape(pybullet.GEOM_BOX, halfExtents=[0.015, 0.01, 0.002])
-    left = client.createMultiBody(0.01, plate, basePosition=[-0.0155, 0, 0.002])
-    right = client.createMultiBody(0.01, plate, basePosition=[0.0155, 0, 0.002])
-    turned = pybullet.getQuaternionFromEuler([np.radians(40), 0, 0])
-    tilted = client.createMultiBody(0.01, plate, basePosition=[0.1, 0.1, 0.02], baseOrientation=turned)
-    yield client, [left, right, tilted], floor
-    client.disconnect()
+    floor = trimesh.creation.box(extents=(0.4, 0.4, 0.02), transform=trimesh.transformations.translation_matrix((0, 0, -0.01)))
+    surfaces = CellSurfaces(trimesh.creation.box(extents=(0.03, 0.02, 0.004)), floor)
+    poses = np.stack([_placed(-0.0155, 0, 0.002), _placed(0.0155, 0, 0.002), _placed(0.1, 0.1, 0.02, 40.0)])
+    return surfaces, poses
 
 
 def test_the_cup_holds_a_flat_face_and_says_why_it_holds_nothing_else(two_plates):
-    client, (left, right, tilted), _ = two_plates
+    surfaces, poses = two_plates
     down, radius_m, flatness_m = np.array([0.0, 0.0, -1.0]), 0.006, 0.001
-    parts = [left, right, tilted]
 
     def contact(x: float, y: float, z: float = 0.004, approach=down):
-        return cup_contact(client, parts, np.array([x, y, z]), approach, radius_m, flatness_m)
+        return cup_contact(surfaces, poses, np.array([x, y, z]), approach, radius_m, flatness_m)
 
     assert contact(-0.0155, 0.0) == contact(-0.0155, 0.0)  # the same question, the same answer
-    assert contact(-0.0155, 0.0).body == left and contact(-0.0155, 0.0).reason == "held"
+    assert contact(-0.0155, 0.0).part == 0 and contact(-0.0155, 0.0).reason == "held"
     assert contact(0.0, 0.0).reason == "two parts"  # across the gap between the plates
     assert contact(-0.028, 0.0).reason == "edge"  # half over the plate's end, half over the floor
     assert contact(0.0, 0.1, 0.0).reason == "bin"  # the floor
@@ -54,8 +54,24 @@ def test_the_cup_holds_a_flat_face_and_says_why_it_holds_nothing_else(two_plates
     assert contact(0.1, 0.1, 0.02).reason == "tilt"  # 40 degrees off the cup's axis
     # Sent along the tilted plate's own normal, the cup holds it.
     normal = np.array([0.0, np.sin(np.radians(40)), -np.cos(np.radians(40))])
-    assert contact(0.1, 0.1, 0.02, normal).body == tilted
+    assert contact(0.1, 0.1, 0.02, normal).part == 2
 
+
+def test_the_cup_meets_the_parts_own_surface_not_the_hulls_that_collide():
+    # A bracket lying on its base: a cup over the base's 6 mm bore leaks through it (PyBullet's convex hulls
+    # fill the bore in, and held it), and the same cup beside the bore holds.
+    part = load_part("bracket")
+    low = part.mesh.bounds[0]
+    floor = trimesh.creation.box(extents=(0.4, 0.4, 0.02), transform=trimesh.transformations.translation_matrix((0, 0, -0.01)))
+    surfaces = CellSurfaces(part.mesh, floor)
+    resting = _placed(0.0, 0.0, -low[2])[None]
+    # The base runs 30 mm from the upright's outer face (the mesh's lowest x), 40 mm wide; its bore is 19 mm along.
+    base_top_m = 0.003
+    bore = np.array([low[0] + 0.019, low[1] + 0.020, base_top_m])
+    beside = np.array([low[0] + 0.009, low[1] + 0.020, base_top_m])
+    down = np.array([0.0, 0.0, -1.0])
+    assert cup_contact(surfaces, resting, bore, down, 0.005, 0.001).reason == "edge"
+    assert cup_contact(surfaces, resting, beside, down, 0.004, 0.001) == CupContact(0, "held")
 
 @pytest.fixture(scope="module")
 def housing_model(tmp_path_factory):

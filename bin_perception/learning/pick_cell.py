@@ -3,7 +3,7 @@
 Each attempt renders what the camera sees of the bin as it is now (with the cell's sensor noise), perceives
 it through the library's own path (:meth:`BinPerception.predict`, then
 :func:`bin_perception.picking.prediction_picks`, as ``perception_node`` runs them), sends the cup to the
-best-ranked grasp and lets PyBullet say what it met (:func:`bin_perception.sim.suction.cup_contact`). A part
+best-ranked grasp and lets the parts' true surfaces say what it met (:func:`bin_perception.sim.suction.cup_contact`). A part
 the cup holds is lifted out and the pile settles; a failed pick leaves the bin as it was, and the next
 attempt passes over the grasps that failed there, as a cell skips a pick it has just missed. It stops when
 the bin is empty, the attempts run out, or no grasp is left to try.
@@ -207,9 +207,11 @@ def execute_pick(simulator: BinSimulator, point_m: np.ndarray, approach: np.ndar
     world_from_camera = simulator.world_from_camera
     point_w = transform_points(world_from_camera, np.asarray(point_m, dtype=np.float64)[None])[0]
     approach_w = world_from_camera[:3, :3] @ np.asarray(approach, dtype=np.float64)
-    contact = cup_contact(simulator.client, simulator.bodies, point_w, approach_w, gripper.suction_radius_m, gripper.max_flatness_m)
-    if contact.body is not None:
-        simulator.remove(contact.body)
+    contact = cup_contact(
+        simulator.surfaces(), simulator.world_poses(), point_w, approach_w, gripper.suction_radius_m, gripper.max_flatness_m
+    )
+    if contact.part is not None:
+        simulator.remove(simulator.bodies[contact.part])
     return contact.reason
 
 

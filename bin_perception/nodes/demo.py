@@ -140,7 +140,7 @@ def run_demo(
     train_minutes: float,
     cell: Path | None = None,
     pick_instances: int = 0,
-    suction_radius_m: float = 0.004,
+    suction_radius_m: float = 0.003,
 ) -> dict:
     """The perception node on the simulated camera (rate, latency, count and F1 against K-means), then, with
     ``pick_instances``, a poured bin of them emptied by the picking cell (:func:`run_pick_demo`)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pybullet
+import trimesh
 from pybullet_utils.bullet_client import BulletClient
 from scipy.spatial.transform import Rotation
 
@@ -24,6 +25,7 @@ from ..config import Config
 from ..geometry import matrix_to_quaternion
 from .noise import apply_depth_noise, sensor_model
 from .parts import Part, mesh_digest
+from .suction import CellSurfaces
 
 GRAVITY_M_S2 = 9.81
 TIME_STEP_S = 1.0 / 240.0
@@ -116,6 +118,7 @@ class BinSimulator:
         self.camera_from_world = np.linalg.inv(self.world_from_camera)
         self._visual_path, self._collision_path = pybullet_assets(part)
         self._bodies: list[int] = []
+        self._surfaces: CellSurfaces | None = None
         # Bullet would take the inertia from the hulls' bounding box; give it the
         # solid's own, in its principal frame. PyBullet then reports a body's
         # pose as the pose of that frame, not of the mesh's.
@@ -185,18 +188,31 @@ class BinSimulator:
         c.resetSimulation()
         c.setGravity(0.0, 0.0, -GRAVITY_M_S2)
         c.setTimeStep(TIME_STEP_S)
+        for half_extents, centre in self._bin_boxes():
+            self._add_box(half_extents, centre, BIN_RGBA)
+        table_half = 20 * self.bin_inner_m / 2
+        self._add_box((table_half, table_half, 0.01), (0.0, 0.0, -self.config.scene.wall_thickness_m - 0.01), TABLE_RGBA)
+
+    def _bin_boxes(self) -> list[tuple[tuple[float, float, float], tuple[float, float, float]]]:
+        """The bin's floor and walls: boxes as (half extents, centre), world frame."""
         half_in = self.bin_inner_m / 2
         wall = self.config.scene.wall_thickness_m
         h = self.wall_height_m
-        # Floor and walls: boxes as (half extents, centre).
         boxes = [((half_in + wall, half_in + wall, wall / 2), (0.0, 0.0, -wall / 2))]
         for sign in (-1.0, 1.0):
             boxes.append(((wall / 2, half_in + wall, h / 2), (sign * (half_in + wall / 2), 0.0, h / 2)))
             boxes.append(((half_in, wall / 2, h / 2), (0.0, sign * (half_in + wall / 2), h / 2)))
-        for half_extents, centre in boxes:
-            self._add_box(half_extents, centre, BIN_RGBA)
-        table_half = 20 * half_in
-        self._add_box((table_half, table_half, 0.01), (0.0, 0.0, -wall - 0.01), TABLE_RGBA)
+        return boxes
+
+    def surfaces(self) -> CellSurfaces:
+        """The true surfaces a gripper meets: the part's mesh (placed by :meth:`world_poses`) and the bin's."""
+        if self._surfaces is None:
+            boxes = [
+                trimesh.creation.box(extents=2 * np.asarray(half), transform=trimesh.transformations.translation_matrix(centre))
+                for half, centre in self._bin_boxes()
+            ]
+            self._surfaces = CellSurfaces(self.part.mesh, trimesh.util.concatenate(boxes))
+        return self._surfaces
 
     def _add_box(self, half_extents, centre, rgba) -> int:
         c = self._client
@@ -338,11 +354,6 @@ class BinSimulator:
             pose[:3, :3] = principal_to_world @ self._principal_axes.T
             pose[:3, 3] = position
         return poses
-
-    @property
-    def client(self) -> BulletClient:
-        """The simulation, for what acts on the bin (a gripper's rays)."""
-        return self._client
 
     @property
     def bodies(self) -> list[int]:

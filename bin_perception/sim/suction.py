@@ -11,6 +11,10 @@ one part whose surface there is flat and faces the cup, within what a real bello
 
 Otherwise the pick fails, and the reason says which: ``nothing``, ``bin``, ``two parts``, ``edge``
 (the lip off the part or over a step), or ``tilt``.
+
+The rays meet the part's own mesh, the surface the camera renders, not the convex pieces that PyBullet
+collides (V-HACD's hulls fill a bracket's bore and stand up to millimetres proud of the surface: as much
+as the flatness a cup needs).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pybullet_utils.bullet_client import BulletClient
+import open3d as o3d
+import trimesh
 
 # A bellows cup seals on a surface up to this many degrees off its axis.
 COMPLIANCE_DEG = 20.0
@@ -29,10 +34,39 @@ _REACH_M = 0.05
 
 @dataclass(frozen=True)
 class CupContact:
-    """Where the cup landed: the part it holds (a body of ``parts``), or None and why not."""
+    """Where the cup landed: the part it holds (an index of the part poses it was given), or None and why not."""
 
-    body: int | None
+    part: int | None
     reason: str  # "held", or why the cup holds nothing
+
+
+class CellSurfaces:
+    """The true surfaces of a cell that a cup can meet: one part's mesh, placed at each part's pose, and the bin
+    (its floor and walls as one mesh), both in the world frame; the rays are Open3D's."""
+
+    def __init__(self, part_mesh: trimesh.Trimesh, bin_mesh: trimesh.Trimesh) -> None:
+        self._part_vertices = np.asarray(part_mesh.vertices, dtype=np.float64)
+        self._part_triangles = np.asarray(part_mesh.faces, dtype=np.uint32)
+        self._bin_vertices = np.asarray(bin_mesh.vertices, dtype=np.float32)
+        self._bin_triangles = np.asarray(bin_mesh.faces, dtype=np.uint32)
+
+    def first_hits(
+        self, origins_w: np.ndarray, direction_w: np.ndarray, part_poses_w: np.ndarray, reach_m: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each ray from ``origins_w`` (k, 3) along the unit ``direction_w`` within ``reach_m``, what it meets
+        first: the part's index (-1 the bin, -2 nothing), the point and the surface's outward normal there."""
+        scene = o3d.t.geometry.RaycastingScene()
+        labels = {scene.add_triangles(self._bin_vertices, self._bin_triangles): -1}
+        for index, pose in enumerate(part_poses_w):
+            placed = (self._part_vertices @ pose[:3, :3].T + pose[:3, 3]).astype(np.float32)
+            labels[scene.add_triangles(placed, self._part_triangles)] = index
+        rays = np.hstack([origins_w, np.tile(direction_w, (len(origins_w), 1))]).astype(np.float32)
+        hits = scene.cast_rays(o3d.core.Tensor(rays))
+        distance_m = hits["t_hit"].numpy()
+        reached = np.isfinite(distance_m) & (distance_m <= reach_m)
+        found = np.array([labels.get(int(g), -2) if ok else -2 for g, ok in zip(hits["geometry_ids"].numpy(), reached)])
+        points = origins_w + np.where(reached, distance_m, np.nan)[:, None] * direction_w
+        return found, points, hits["primitive_normals"].numpy().astype(np.float64)
 
 
 def _lip_ring(point_w: np.ndarray, axis: np.ndarray, radius_m: float) -> np.ndarray:
@@ -47,29 +81,32 @@ def _lip_ring(point_w: np.ndarray, axis: np.ndarray, radius_m: float) -> np.ndar
 
 
 def cup_contact(
-    client: BulletClient, parts: list[int], point_w: np.ndarray, approach_w: np.ndarray, radius_m: float, max_flatness_m: float
+    surfaces: CellSurfaces,
+    part_poses_w: np.ndarray,
+    point_w: np.ndarray,
+    approach_w: np.ndarray,
+    radius_m: float,
+    max_flatness_m: float,
 ) -> CupContact:
     """The cup of ``radius_m`` sent to ``point_w`` along ``approach_w`` (world frame, the direction it moves
-    in): what it holds among the bodies ``parts``."""
+    in): which of the parts at ``part_poses_w`` (N, 4, 4) it holds."""
     axis = np.asarray(approach_w, dtype=np.float64)
     axis = axis / np.linalg.norm(axis)
     targets = _lip_ring(np.asarray(point_w, dtype=np.float64), axis, radius_m)
-    hits = client.rayTestBatch((targets - _REACH_M * axis).tolist(), (targets + _REACH_M * axis).tolist())
-    bodies = np.array([hit[0] for hit in hits])
-    positions = np.array([hit[3] for hit in hits])
-    normal = np.asarray(hits[0][4])
-    touched = {int(b) for b in bodies} & set(parts)
+    met, positions, normals = surfaces.first_hits(targets - _REACH_M * axis, axis, np.asarray(part_poses_w), 2 * _REACH_M)
+    touched = {int(m) for m in met if m >= 0}
     if len(touched) > 1:
         return CupContact(None, "two parts")
     if not touched:
-        return CupContact(None, "nothing" if np.all(bodies == -1) else "bin")
+        return CupContact(None, "nothing" if np.all(met == -2) else "bin")
     centre = touched.pop()
     # Over a part's edge or its bore, some of the rays pass it by.
-    if np.any(bodies != centre):
+    if np.any(met != centre):
         return CupContact(None, "edge")
     centred = positions - positions.mean(axis=0)
     if np.sqrt(max(np.linalg.eigvalsh(centred.T @ centred / len(centred))[0], 0.0)) > max_flatness_m:
         return CupContact(None, "edge")
-    if np.degrees(np.arccos(np.clip(-normal @ axis, -1.0, 1.0))) > COMPLIANCE_DEG:
+    # The mesh's outward normal at the centre ray's hit faces the cup.
+    if np.degrees(np.arccos(np.clip(-normals[0] @ axis, -1.0, 1.0))) > COMPLIANCE_DEG:
         return CupContact(None, "tilt")
     return CupContact(centre, "held")
