@@ -486,25 +486,39 @@ def _join_pieces(points: np.ndarray, regions: np.ndarray, size: PartSize) -> np.
     # The box is the 90th percentile of whole parts' spans: a tenth of whole parts stick out of it.
     box, margin, gap = _PIECE_BOX_SLACK * np.asarray(size.box), _BOX_MARGIN * size.extent, _PIECE_GAP * size.extent
     members = [np.flatnonzero(regions == r) for r in range(regions.max() + 1)]
+    low = np.array([points[m].min(axis=0) for m in members])
+    high = np.array([points[m].max(axis=0) for m in members])
     trees = [cKDTree(points[m]) for m in members]
 
     def near(x: int, y: int) -> bool:
+        if np.any(low[x] - high[y] > gap) or np.any(low[y] - high[x] > gap):
+            return False
         small, large = (x, y) if len(members[x]) <= len(members[y]) else (y, x)
         return bool(np.isfinite(trees[large].query(points[members[small]], distance_upper_bound=gap)[0]).any())
 
-    while True:
-        fits = [
-            (_box_excess(points[np.concatenate([members[x], members[y]])], box), x, y)
-            for x in range(len(members)) for y in range(x + 1, len(members))
-            if len(members[x]) and len(members[y]) and near(x, y)
-        ]
-        fits = [fit for fit in fits if fit[0] <= margin]
-        if not fits:
+    def excess(x: int, y: int) -> float:
+        return _box_excess(points[np.concatenate([members[x], members[y]])], box)
+
+    # Nearness of a union is nearness to either piece: it is found once, and a merge only unites neighbours.
+    neighbours = [set() for _ in members]
+    for x in range(len(members)):
+        for y in range(x + 1, len(members)):
+            if near(x, y):
+                neighbours[x].add(y)
+                neighbours[y].add(x)
+    fits = {(x, y): excess(x, y) for x in range(len(members)) for y in neighbours[x] if x < y}
+    while fits:
+        (x, y), best = min(fits.items(), key=lambda item: (item[1], item[0]))
+        if best > margin:
             break
-        _, x, y = min(fits)
         members[x] = np.concatenate([members[x], members[y]])
         members[y] = members[y][:0]
-        trees[x] = cKDTree(points[members[x]])
+        neighbours[x] = (neighbours[x] | neighbours[y]) - {x, y}
+        for z in neighbours[y] - {x}:
+            neighbours[z] = (neighbours[z] - {y}) | {x}
+        neighbours[y] = set()
+        fits = {pair: fit for pair, fit in fits.items() if x not in pair and y not in pair}
+        fits.update({(min(x, z), max(x, z)): excess(x, z) for z in neighbours[x]})
     joined = np.zeros(len(points), dtype=np.int64)
     for r, m in enumerate(members):
         joined[m] = r
