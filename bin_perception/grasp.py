@@ -18,9 +18,10 @@ that the camera saw of the one instance:
   ``_NORMAL_RADIUS_M`` of the contact, however small the cup: a 2 mm cup over 1 mm pixels spans a dozen
   points, and one step of a millimetre's depth unit across them tilts their plane by 25°.
 
-Among the contact points that pass, the one whose approach is nearest the camera's axis wins, and of those
-within ``_TILT_BAND_DEG`` of it the one nearest the instance's centroid: a cup that comes straight down
-seals on the top of a cylinder rather than its flank, and a part held near its centre of mass swings least.
+Among the contact points that pass, the one nearest the instance's centroid whose approach is within
+``_TILT_BAND_DEG`` of the camera's axis wins; where none is, the straightest approach, and of those within
+the band of it the one nearest the centroid. A cup that comes straight down seals on the top of a cylinder
+rather than its flank, and a part held near its centre of mass swings least.
 """
 
 from __future__ import annotations
@@ -42,14 +43,17 @@ _POINTS_PER_CELL = 3
 # it across the plane, and within _LIP_TRAVEL_M along the normal.
 _LIP_POINTS = 12
 _LIP_REACH_SPACINGS = 1.2
+_LIP_NEIGHBOURS = 6
 # How far a cup's lip gives as it seals: another part this little below the contact is touched too.
 _LIP_TRAVEL_M = 0.002
 # The surface's normal is fitted over at least this radius.
 _NORMAL_RADIUS_M = 0.004
 # Approaches within this many degrees of the straightest are ranked by their distance from the centroid.
 _TILT_BAND_DEG = 5.0
-# Contact points tried per instance, spread over its points; more buy little on a part a few cups wide.
+# Contact points tried per instance, spread over its points, a batch at a time; more buy little on a part a few
+# cups wide.
 _CANDIDATES = 64
+_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ def _planes(
     (owner) and offset from it, and per contact the RMS distance from the plane, its normal facing the camera
     (NaN with fewer than 3 points) and whether it had 3."""
     neighbours = tree.query_ball_point(contacts_m, radius_m)
-    counts = np.array([len(n) for n in neighbours])
+    counts = np.array([len(n) for n in neighbours], dtype=np.int64)
     owner = np.repeat(np.arange(len(contacts_m)), counts)
     offsets = points_m[np.concatenate(neighbours).astype(np.int64)] - contacts_m[owner] if counts.sum() else np.zeros((0, 3))
     enough = counts >= 3
@@ -95,6 +99,14 @@ def _planes(
     return owner, offsets, flatness_m, normals, enough
 
 
+def _plane_axes(normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit axes (C, 3) each across each normal (C, 3)."""
+    helper = np.where(np.abs(normals[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+    u = np.cross(normals, helper)
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    return u, np.cross(normals, u)
+
+
 def _lip_held(
     tree: cKDTree, points_m: np.ndarray, contacts_m: np.ndarray, u: np.ndarray, v: np.ndarray, radius_m: float, spacing_m: float
 ) -> np.ndarray:
@@ -104,19 +116,16 @@ def _lip_held(
     angles = np.linspace(0.0, 2 * np.pi, _LIP_POINTS, endpoint=False)
     lips = contacts_m[:, None] + radius_m * (np.cos(angles)[None, :, None] * u[:, None] + np.sin(angles)[None, :, None] * v[:, None])
     reach_m = np.hypot(_LIP_REACH_SPACINGS * spacing_m, _LIP_TRAVEL_M)
-    near = tree.query_ball_point(lips.reshape(-1, 3), reach_m)
-    counts = np.array([len(n) for n in near])
-    lip = np.repeat(np.arange(len(near)), counts)
-    if not len(lip):
-        return np.zeros(len(contacts_m), dtype=bool)
-    offsets = points_m[np.concatenate(near).astype(np.int64)] - lips.reshape(-1, 3)[lip]
-    normal = np.cross(u, v)[lip // _LIP_POINTS]
-    along = np.einsum("ij,ij->i", offsets, normal)
-    across = np.linalg.norm(offsets - along[:, None] * normal, axis=1)
-    close = (across <= _LIP_REACH_SPACINGS * spacing_m) & (np.abs(along) <= _LIP_TRAVEL_M)
-    held = np.zeros(len(near), dtype=bool)
-    held[lip[close]] = True
-    return held.reshape(-1, _LIP_POINTS).all(axis=1)
+    # The few nearest points to each lip point stand for all within reach: a point across the plane within
+    # the reach and along it beyond the travel lies over another surface, which the next nearest may not.
+    _, nearest = tree.query(lips.reshape(-1, 3), k=_LIP_NEIGHBOURS, distance_upper_bound=reach_m)
+    found = nearest < len(points_m)
+    offsets = points_m[np.where(found, nearest, 0)] - lips.reshape(-1, 1, 3)
+    normal = np.repeat(np.cross(u, v), _LIP_POINTS, axis=0)[:, None, :]
+    along = np.einsum("ijk,ijk->ij", offsets, normal)
+    across = np.linalg.norm(offsets - along[..., None] * normal, axis=2)
+    close = found & (across <= _LIP_REACH_SPACINGS * spacing_m) & (np.abs(along) <= _LIP_TRAVEL_M)
+    return close.any(axis=1).reshape(-1, _LIP_POINTS).all(axis=1)
 
 
 def _assess(
@@ -126,14 +135,7 @@ def _assess(
     """The cup placed at each of ``contacts_m`` (C, 3), all at once: each placement's least-squares plane
     (its RMS residual is the square root of the scatter's least eigenvalue), lip support and tilt."""
     owner, offsets, flatness_m, normals, enough = _planes(points_m, tree, contacts_m, radius_m)
-    if radius_m < _NORMAL_RADIUS_M:
-        _, _, _, wide_normals, wide_enough = _planes(points_m, tree, contacts_m, _NORMAL_RADIUS_M)
-        normals = np.where(wide_enough[:, None], wide_normals, normals)
-    # The lip's sectors, in each plane: two axes perpendicular to its normal.
-    helper = np.where(np.abs(normals[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
-    u = np.cross(normals, helper)
-    u /= np.linalg.norm(u, axis=1, keepdims=True)
-    v = np.cross(normals, u)
+    u, v = _plane_axes(normals)
     along_u, along_v = np.einsum("ij,ij->i", offsets, u[owner]), np.einsum("ij,ij->i", offsets, v[owner])
     distance = np.hypot(along_u, along_v)
     # Cells: the hub, the inner ring's sectors and the lip's, each as many as the camera's sampling fills: a
@@ -150,14 +152,23 @@ def _assess(
     checked = counts_per_ring[rings] > 0
     cells = int(counts_per_ring.sum())
     occupied = np.unique(owner[checked] * cells + first[rings[checked]] + sectors[checked])
-    lip_held = np.zeros(len(contacts_m), dtype=bool)
-    lip_held[enough] = _lip_held(tree, points_m, contacts_m[enough], u[enough], v[enough], radius_m, spacing_m)
-    # The lip's circle counts as one more cell of the cup's face.
-    support = (np.bincount(occupied // cells, minlength=len(contacts_m)) + lip_held) / (cells + 1)
+    resting = np.bincount(occupied // cells, minlength=len(contacts_m))
+    # The wider normal and the lip's circle, the costlier checks, only where the cup's own disc passed.
+    passed = enough & (flatness_m <= max_flatness_m) & (resting == cells)
+    if radius_m < _NORMAL_RADIUS_M and passed.any():
+        _, _, _, wide_normals, wide_enough = _planes(points_m, tree, contacts_m[passed], _NORMAL_RADIUS_M)
+        normals[passed] = np.where(wide_enough[:, None], wide_normals, normals[passed])
     approach = -normals
     with np.errstate(invalid="ignore"):
         tilt_deg = np.degrees(np.arccos(np.clip(approach[:, 2], -1.0, 1.0)))
-    seals = enough & (flatness_m <= max_flatness_m) & (support == 1.0) & (tilt_deg <= max_tilt_deg)
+    passed &= tilt_deg <= max_tilt_deg
+    lip_held = np.zeros(len(contacts_m), dtype=bool)
+    if passed.any():
+        lip_u, lip_v = _plane_axes(normals[passed])
+        lip_held[passed] = _lip_held(tree, points_m, contacts_m[passed], lip_u, lip_v, radius_m, spacing_m)
+    # The lip's circle counts as one more cell of the cup's face (checked where the rest of the face passed).
+    support = (resting + lip_held) / (cells + 1)
+    seals = passed & lip_held
     return [
         SuctionGrasp(contact, a if ok else np.array([0.0, 0.0, 1.0]), float(f), float(s), float(t) if ok else 90.0, bool(seal))
         for contact, a, f, s, t, ok, seal in zip(contacts_m, approach, flatness_m, support, tilt_deg, enough, seals)
@@ -196,22 +207,31 @@ def suction_grasp(
     tree = cKDTree(points_m)
     spacing_m = _spacing_m(tree)
     others_m = np.zeros((0, 3)) if others_m is None else np.asarray(others_m, dtype=np.float64).reshape(-1, 3)
-    placed = _assess(points_m, tree, candidates, radius_m, max_flatness_m, max_tilt_deg, spacing_m)
-    sealing = [g for g in placed if g.seals and _clear(g, others_m, radius_m)]
+    # Nearest the centroid first, a batch at a time: a part lying flat has a square approach in the first.
+    sealing: list[SuctionGrasp] = []
+    for batch in range(0, len(candidates), _BATCH):
+        batch_m = candidates[batch : batch + _BATCH]
+        placed = [g for g in _assess(points_m, tree, batch_m, radius_m, max_flatness_m, max_tilt_deg, spacing_m) if g.seals]
+        if placed:
+            clear = _clear(np.stack([g.point_m for g in placed]), np.stack([g.approach for g in placed]), others_m, radius_m)
+            sealing += [g for g, ok in zip(placed, clear) if ok]
+        square = [g for g in sealing if g.tilt_deg <= _TILT_BAND_DEG]
+        if square:
+            return square[0]
     if not sealing:
         return None
-    # The candidates come nearest the centroid first; the straightest approach, within the band, wins.
     straightest_deg = min(g.tilt_deg for g in sealing)
     return next(g for g in sealing if g.tilt_deg <= straightest_deg + _TILT_BAND_DEG)
 
 
-def _clear(grasp: SuctionGrasp, others_m: np.ndarray, radius_m: float) -> bool:
-    """Whether the cup, coming down its approach onto the contact, stays off every one of ``others_m``: none
-    lies within its radius of its axis, above the contact or less than ``_LIP_TRAVEL_M`` below it."""
-    offsets = others_m - grasp.point_m
-    along = offsets @ grasp.approach
-    across = np.linalg.norm(offsets - along[:, None] * grasp.approach, axis=1)
-    return not np.any((across < radius_m) & (along < _LIP_TRAVEL_M))
+def _clear(points_m: np.ndarray, approaches: np.ndarray, others_m: np.ndarray, radius_m: float) -> np.ndarray:
+    """For each cup (G,) coming down its approach (G, 3) onto its contact (G, 3), whether it stays off every one
+    of ``others_m``: none lies within its radius of its axis, above the contact or less than ``_LIP_TRAVEL_M``
+    below it."""
+    offsets = others_m[None] - points_m[:, None]
+    along = np.einsum("gkj,gj->gk", offsets, approaches)
+    across = np.linalg.norm(offsets - along[..., None] * approaches[:, None], axis=2)
+    return ~np.any((across < radius_m) & (along < _LIP_TRAVEL_M), axis=1)
 
 
 def assess_suction(points_m: np.ndarray, contact_m: np.ndarray, radius_m: float, max_flatness_m: float, max_tilt_deg: float = 45.0) -> SuctionGrasp:

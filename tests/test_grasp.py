@@ -129,6 +129,15 @@ def test_a_small_cup_on_millimetre_depth_steps_comes_in_square_to_the_face():
     depth_m = np.round((0.6 + xy[:, 1] * np.tan(tilt) + np.random.default_rng(1).normal(0, 0.0002, len(xy))) * 1000) / 1000
     face = np.column_stack([xy, depth_m])
     normal = np.array([0.0, -np.sin(tilt), np.cos(tilt)])
-    for contact in face[np.linalg.norm(face[:, :2], axis=1) < 0.006][::7]:
-        grasp = assess_suction(face, contact, 0.002, FLATNESS_M)
+    grasps = [assess_suction(face, contact, 0.002, FLATNESS_M) for contact in face[np.linalg.norm(face[:, :2], axis=1) < 0.006][::7]]
+    sealing = [grasp for grasp in grasps if grasp.seals]
+    assert len(sealing) >= 0.75 * len(grasps)
+    for grasp in sealing:
         assert np.degrees(np.arccos(abs(grasp.approach @ normal))) < 8.0
+
+
+def test_points_too_sparse_for_any_cup_get_no_grasp_and_no_error():
+    # Five millimetres apart under a 2 mm cup: no placement has the three points of a plane.
+    sparse = np.column_stack([_grid(0.03, spacing_m=0.005), np.full(len(_grid(0.03, spacing_m=0.005)), 0.6)])
+    assert suction_grasp(sparse, 0.002, FLATNESS_M) is None
+    assert not assess_suction(sparse, sparse[0], 0.002, FLATNESS_M).seals

@@ -14,6 +14,7 @@ stays under it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -41,12 +42,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--counts", default="1,2,4,8,16,30")
     parser.add_argument("--frames", type=int, default=10)
     parser.add_argument("--sim-config", default=str(CONFIG_DIR / "real_pile.yaml"))
+    parser.add_argument("--suction-radius-m", type=float, help="the cup, sized to the part (default: the config's gripper)")
     parser.add_argument("--out", default="bench_count.json")
     args = parser.parse_args(argv)
 
     perception, _, _ = load_checkpoint(args.checkpoint)
     perception.eval()
     config = load_config(args.sim_config)
+    if args.suction_radius_m:
+        config = dataclasses.replace(config, gripper=dataclasses.replace(config.gripper, suction_radius_m=args.suction_radius_m))
     resnet = torchvision.models.resnet18().eval()
     image = torch.zeros(1, 3, 224, 224)
     rows = []
