@@ -213,7 +213,10 @@ def suction_grasp(
         batch_m = candidates[batch : batch + _BATCH]
         placed = [g for g in _assess(points_m, tree, batch_m, radius_m, max_flatness_m, max_tilt_deg, spacing_m) if g.seals]
         if placed:
-            clear = _clear(np.stack([g.point_m for g in placed]), np.stack([g.approach for g in placed]), others_m, radius_m)
+            contacts, approaches = np.stack([g.point_m for g in placed]), np.stack([g.approach for g in placed])
+            # Another part in the cup's way anywhere down to the lip's travel; the part's own points only where they
+            # stand above the contact by more than the travel (a step, which the ball round the contact leaves out).
+            clear = _clear(contacts, approaches, others_m, radius_m, _LIP_TRAVEL_M) & _clear(contacts, approaches, points_m, radius_m, -_LIP_TRAVEL_M)
             sealing += [g for g, ok in zip(placed, clear) if ok]
         square = [g for g in sealing if g.tilt_deg <= _TILT_BAND_DEG]
         if square:
@@ -224,14 +227,13 @@ def suction_grasp(
     return next(g for g in sealing if g.tilt_deg <= straightest_deg + _TILT_BAND_DEG)
 
 
-def _clear(points_m: np.ndarray, approaches: np.ndarray, others_m: np.ndarray, radius_m: float) -> np.ndarray:
-    """For each cup (G,) coming down its approach (G, 3) onto its contact (G, 3), whether it stays off every one
-    of ``others_m``: none lies within its radius of its axis, above the contact or less than ``_LIP_TRAVEL_M``
-    below it."""
-    offsets = others_m[None] - points_m[:, None]
+def _clear(points_m: np.ndarray, approaches: np.ndarray, in_way_m: np.ndarray, radius_m: float, down_to_m: float) -> np.ndarray:
+    """For each cup (G,) coming down its approach (G, 3) onto its contact (G, 3), whether none of ``in_way_m``
+    lies within its radius of its axis, anywhere above ``down_to_m`` along the approach from the contact."""
+    offsets = in_way_m[None] - points_m[:, None]
     along = np.einsum("gkj,gj->gk", offsets, approaches)
     across = np.linalg.norm(offsets - along[..., None] * approaches[:, None], axis=2)
-    return ~np.any((across < radius_m) & (along < _LIP_TRAVEL_M), axis=1)
+    return ~np.any((across < radius_m) & (along < down_to_m), axis=1)
 
 
 def assess_suction(points_m: np.ndarray, contact_m: np.ndarray, radius_m: float, max_flatness_m: float, max_tilt_deg: float = 45.0) -> SuctionGrasp:

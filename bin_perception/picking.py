@@ -9,8 +9,8 @@ The score asks what a bin-picking cell asks of a part before it sends the arm:
   depth image. Where its projection falls on another instance's pixels, and that instance's surface is
   nearer the camera than the model's, the other part covers this one. A covered part drags its neighbour
   when lifted, and its pose is the least certain;
-- does the cup clear the bin's walls? The grasp point's distance from the workspace's side faces, in cup
-  radii, up to one.
+- does the cup clear the bin's walls? Its least distance from the workspace's side faces on its way down
+  the approach, in cup radii, up to one. A grasp whose cup would strike a wall is none.
 
 score = confidence x (1 - covered) x clearance, for an instance whose grasp seals. Equal scores go to the
 higher part, as a person empties a bin from the top.
@@ -43,7 +43,7 @@ class Pick:
     score: float  # in [0, 1]; 0: not to be picked now
     grasp: SuctionGrasp | None  # the best placement of the cup that seals; None where none does
     covered: float  # the share of its model's projection that another instance's nearer surface covers
-    clearance: float  # the grasp point's distance from the nearest side wall, in cup radii, up to 1
+    clearance: float  # the cup's least distance from the side walls on its way down, in cup radii, up to 1
     height_m: float  # the instance's top above the workspace's floor face
 
 
@@ -69,6 +69,20 @@ def covered_share(
             nearer = depth_m[rows, cols] < placed[seen, 2] - _COVER_MARGIN_M
         shares[row] = float(np.mean((owner > 0) & (owner != row + 1) & nearer))
     return shares
+
+
+def _wall_clearance(grasp: SuctionGrasp, workspace: np.ndarray, camera_from_bin: np.ndarray | None, radius_m: float) -> float:
+    """The cup's least distance from the workspace's side faces on its way down its approach, from the box's
+    top face to the contact, in cup radii, up to 1: 0 where it would strike a wall. A tilted approach near a
+    wall passes over it at the top."""
+    at = _in_box_frame(grasp.point_m[None], camera_from_bin)[0]
+    down = grasp.approach if camera_from_bin is None else camera_from_bin[:3, :3].T @ grasp.approach
+    # The top face: the box's z face nearer the camera (z min in the camera's frame, z max in the bin's).
+    top_z = workspace[0, 2] if camera_from_bin is None else workspace[1, 2]
+    travel_m = (at[2] - top_z) / down[2] if abs(down[2]) > 1e-9 else 0.0
+    path = np.stack([at, at - max(travel_m, 0.0) * down])
+    wall_m = np.min(np.concatenate([path[:, :2] - workspace[0, :2], workspace[1, :2] - path[:, :2]], axis=1))
+    return float(np.clip(wall_m / radius_m, 0.0, 1.0))
 
 
 def plan_picks(
@@ -114,11 +128,9 @@ def plan_picks(
             height_m = float(workspace[1, 2] - in_box[:, 2].min()) if len(in_box) else 0.0
         else:
             height_m = float(in_box[:, 2].max() - workspace[0, 2]) if len(in_box) else 0.0
-        clearance = 0.0
-        if grasp is not None:
-            at = _in_box_frame(grasp.point_m[None], camera_from_bin)[0]
-            wall_m = min(at[0] - workspace[0, 0], workspace[1, 0] - at[0], at[1] - workspace[0, 1], workspace[1, 1] - at[1])
-            clearance = float(np.clip(wall_m / gripper.suction_radius_m, 0.0, 1.0))
+        clearance = 0.0 if grasp is None else _wall_clearance(grasp, workspace, camera_from_bin, gripper.suction_radius_m)
+        if clearance == 0.0:
+            grasp = None  # the cup would strike a wall on its way down
         score = float(confidences[row]) * (1.0 - covered[row]) * clearance if grasp is not None else 0.0
         picks.append(Pick(row + 1, score, grasp, float(covered[row]), clearance, height_m))
     return sorted(picks, key=lambda pick: (-pick.score, -pick.height_m))

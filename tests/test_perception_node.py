@@ -91,8 +91,8 @@ def test_node_perceives_a_camera_in_another_process_and_beats_kmeans(ros, checkp
         ros, "sim_camera_node", "-p", f"part:={PART}", "-p", f"instances:={INSTANCES}", "-p", "seed:=99",
         "-p", "rate_hz:=4.0", "-p", "frames_per_bin:=1",
     )
-    # A cup small enough for a bolt's head (13 mm across its flats); a count given is a count kept.
-    node = start(ros, "perception_node", "-p", f"checkpoint:={checkpoint}", "-p", "gripper.suction_radius_m:=0.004", "-p", f"instances:={INSTANCES}")
+    # A cup small enough for the top of a bolt's 8 mm shank; a count given is a count kept.
+    node = start(ros, "perception_node", "-p", f"checkpoint:={checkpoint}", "-p", "gripper.suction_radius_m:=0.002", "-p", f"instances:={INSTANCES}")
 
     listener = rclpy.create_node("listener")
     clouds, markers, overlays, detections, grasps = [], [], [], [], []

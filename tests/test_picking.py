@@ -78,3 +78,26 @@ def test_a_grasp_too_near_a_wall_scores_less_and_a_part_without_one_scores_nothi
     # A cup wider than the plates seals on neither.
     wide = GripperConfig(suction_radius_m=0.03)
     assert all(p.score == 0.0 and p.grasp is None for p in plan_picks(points, poses, np.array([0.9, 0.9]), model, depth, labels, K, WORKSPACE, wide))
+
+
+def test_a_cup_tilted_towards_a_wall_that_it_would_strike_on_its_way_down_is_no_grasp():
+    # Two plates 16 mm from the wall at x = 0.1 m: one flat, one tilted 40 degrees, its face turned to the wall. The
+    # tilted cup comes in over the wall from the box's top face, 100 mm higher; the flat one straight down.
+    flat, tilted = np.eye(4), np.eye(4)
+    flat[:3, 3] = [0.064, -0.05, 0.600]
+    turn = np.radians(-40.0)
+    tilted[:3, :3] = [[np.cos(turn), 0.0, np.sin(turn)], [0.0, 1.0, 0.0], [-np.sin(turn), 0.0, np.cos(turn)]]
+    tilted[:3, 3] = [0.064, 0.05, 0.600]
+    poses, model = np.stack([flat, tilted]), _plate_model()
+    depth, labels = _scene(poses, model)
+    points = [_points_of(depth, labels, i) for i in (1, 2)]
+    gripper = GripperConfig(suction_radius_m=0.008, max_tilt_deg=50.0)
+    picks = {p.instance: p for p in plan_picks(points, poses, np.array([0.9, 0.9]), model, depth, labels, K, WORKSPACE, gripper)}
+    assert picks[1].grasp is not None and picks[1].clearance == 1.0 and picks[1].score > 0.0
+    assert picks[2].grasp is None and picks[2].score == 0.0
+    # Away from the wall, the same tilted plate has its grasp.
+    poses[1, 0, 3] = -0.02
+    depth, labels = _scene(poses, model)
+    points = [_points_of(depth, labels, i) for i in (1, 2)]
+    picks = {p.instance: p for p in plan_picks(points, poses, np.array([0.9, 0.9]), model, depth, labels, K, WORKSPACE, gripper)}
+    assert picks[2].grasp is not None and picks[2].grasp.tilt_deg > 30.0
