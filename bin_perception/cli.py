@@ -235,7 +235,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     summary = run_demo(
         Path(args.out), Path(args.checkpoint) if args.checkpoint else None, args.part, args.instances,
-        args.frames, args.rate_hz, args.train_scenes, args.train_minutes, args.cell, args.pick_instances, args.suction_radius_m,
+        args.frames, args.rate_hz, args.train_scenes, args.train_minutes, args.cell, args.pick_instances, args.pick_part,
+        args.suction_radius_m,
     )
     print(
         f"{summary['frames']} frames at {summary['rate_hz']:.1f} Hz; latency p50 {summary['latency_p50_ms']:.1f} ms, "
@@ -334,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--train-scenes", type=int, default=300, help="bins simulated to train the demo's model [300]")
     demo.add_argument("--train-minutes", type=float, default=3.0, help="training time of the demo's model [3]")
     demo.add_argument("--pick-instances", type=int, default=20, help="then empty a poured bin of this many with the picking cell; 0 skips it [20]")
-    demo.add_argument("--suction-radius-m", type=float, default=0.003, help="the picking cell's cup, sized to the part [0.003, a nut's]")
+    demo.add_argument("--pick-part", default="housing", help="the part of the bin it empties [housing]")
+    demo.add_argument("--suction-radius-m", type=float, default=0.008, help="the picking cell's cup, sized to that part [0.008, a housing's]")
     demo.add_argument("--inloop-minutes", type=float, help="instead: train in the loop from nothing for this long, F1 against K-means")
     demo.add_argument(
         "--cell", type=Path, help="the simulated cell's YAML [config/real_cell.yaml]; config/sim.yaml: the thesis's close 224 px view"

@@ -10,6 +10,9 @@ The camera imitates a real cell, ``config/real_cell.yaml`` (a structured-light c
 0.6 m over a 200 mm bin), or the cell of ``--cell``. Without ``--checkpoint`` it uses the model it
 trained in that cell on an earlier run (cached under ``$BIN_PERCEPTION_CACHE/demo``), or trains one
 first with ``config/train_cpu.yaml`` (a few minutes).
+
+Then it empties a poured bin over ROS 2 (:func:`run_pick_demo`): of housings, whose faces a suction cup
+takes; a nut lying flat shows a ring that no cup seals on, and wants another gripper.
 """
 
 from __future__ import annotations
@@ -140,10 +143,12 @@ def run_demo(
     train_minutes: float,
     cell: Path | None = None,
     pick_instances: int = 0,
-    suction_radius_m: float = 0.003,
+    pick_part: str = "housing",
+    suction_radius_m: float = 0.008,
 ) -> dict:
     """The perception node on the simulated camera (rate, latency, count and F1 against K-means), then, with
-    ``pick_instances``, a poured bin of them emptied by the picking cell (:func:`run_pick_demo`)."""
+    ``pick_instances``, a poured bin of ``pick_part`` emptied by the picking cell (:func:`run_pick_demo`), with
+    ``checkpoint`` where it is of that part, else the demo's own model of it."""
     out.mkdir(parents=True, exist_ok=True)
     cell = cell or default_cell()
     checkpoint = checkpoint or demo_checkpoint(part, instances, train_scenes, train_minutes, cell)
@@ -185,7 +190,8 @@ def run_demo(
         title=f"perception_node: {part} x {instances}", poses=[r.poses for r in shown], axis_m=0.6 * extent_m,
     )
     if pick_instances:
-        summary["pick"] = run_pick_demo(out / "pick", checkpoint, part, pick_instances, suction_radius_m, seed=CAMERA_SEED)
+        pick_checkpoint = checkpoint if pick_part == part else demo_checkpoint(pick_part, instances, train_scenes, train_minutes, cell)
+        summary["pick"] = run_pick_demo(out / "pick", pick_checkpoint, pick_part, pick_instances, suction_radius_m, seed=CAMERA_SEED)
     write_text(out / "metrics.json", json.dumps(summary, indent=1))
     write_text(out / "report.md", _report(summary))
     return summary
