@@ -319,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--max-attempts", type=int, default=40, help="picks tried at most [40]")
     pick.add_argument(
         "--suction-radius-m", type=float,
-        help="the cup's lip radius, over the cell's gripper; under half the narrowest face it seals on (a bolt 0.002, a nut 0.003)",
+        help="the cup's lip radius, over the cell's gripper; under half the narrowest face it seals on (a bolt 0.002, a nut 0.0025)",
     )
     pick.add_argument("--seed", type=int, default=0, help="the same seed pours the same bin")
     pick.add_argument("--cell", type=Path, help="the cell's YAML and its gripper [config/real_pile.yaml]")

@@ -11,8 +11,9 @@ that the camera saw of the one instance:
 - **support**: the cup's face rests on the part all round and across, not half over the part's edge or
   over a bore. The disc under the cup is cut into its hub and two rings of sectors (the lip's and the one
   inside it), as many cells as the camera's sampling fills, and each must hold a point of the instance.
-  The lip itself must too: a point of the instance near each of ``_LIP_POINTS`` points of its circle, in
-  the plane and along it. A sector alone lets the lip hang over an edge by four tenths of the radius;
+  The lip itself must too, with a pixel to spare: a point of the instance near each of ``_LIP_POINTS``
+  points of a circle a point spacing outside it, in the plane and along it. A sector alone lets the lip
+  hang over an edge by four tenths of the radius;
 - **tilt**: the approach is within ``max_tilt_deg`` of the camera's viewing axis, since the arm comes in
   from the camera's side of the bin. The approach is the normal of the plane through the points within
   ``_NORMAL_RADIUS_M`` of the contact, however small the cup: a 2 mm cup over 1 mm pixels spans a dozen
@@ -39,9 +40,12 @@ _LIP_INNER = 0.6
 _HUB = 0.3
 # Points a cell under the cup expects at the camera's sampling, at the least, to be checked.
 _POINTS_PER_CELL = 3
-# Points on the lip's circle that must each have a point of the instance within this many point spacings of
-# it across the plane, and within _LIP_TRAVEL_M along the normal.
+# Points on a circle round the lip, a point spacing out from it, that must each have a point of the instance
+# within this many point spacings of it across the plane, and within _LIP_TRAVEL_M along the normal. The spacing
+# out: the border pixel of a segment is as likely the next surface's (a structured-light camera mixes the depths
+# of an edge's two sides), so the lip rests a pixel inside the seen border.
 _LIP_POINTS = 12
+_LIP_MARGIN_SPACINGS = 1.0
 _LIP_REACH_SPACINGS = 1.2
 _LIP_NEIGHBOURS = 6
 # How far a cup's lip gives as it seals: another part this little below the contact is touched too.
@@ -114,7 +118,8 @@ def _lip_held(
     axes ``u`` and ``v`` (C, 3), has a point of the instance within ``_LIP_REACH_SPACINGS`` spacings across the
     plane and ``_LIP_TRAVEL_M`` along its normal."""
     angles = np.linspace(0.0, 2 * np.pi, _LIP_POINTS, endpoint=False)
-    lips = contacts_m[:, None] + radius_m * (np.cos(angles)[None, :, None] * u[:, None] + np.sin(angles)[None, :, None] * v[:, None])
+    lip_m = radius_m + _LIP_MARGIN_SPACINGS * spacing_m
+    lips = contacts_m[:, None] + lip_m * (np.cos(angles)[None, :, None] * u[:, None] + np.sin(angles)[None, :, None] * v[:, None])
     reach_m = np.hypot(_LIP_REACH_SPACINGS * spacing_m, _LIP_TRAVEL_M)
     # The few nearest points to each lip point stand for all within reach: a point across the plane within
     # the reach and along it beyond the travel lies over another surface, which the next nearest may not.
