@@ -101,7 +101,7 @@ def test_a_trained_model_empties_a_bin_of_three_and_kmeans_is_scored_alike(housi
 
 
 @pytest.mark.slow
-def test_the_cell_empties_a_bin_over_ros_in_three_processes_and_refuses_a_pick_in_another_frame(housing_model, tmp_path, monkeypatch):
+def test_the_cell_empties_a_bin_over_ros_in_three_processes_and_refuses_a_bad_pick(housing_model, tmp_path, monkeypatch):
     rclpy = pytest.importorskip("rclpy")
     from geometry_msgs.msg import PoseStamped
     from std_msgs.msg import Header
@@ -129,11 +129,16 @@ def test_the_cell_empties_a_bin_over_ros_in_three_processes_and_refuses_a_pick_i
         deadline = time.monotonic() + 30
         while (client.state is None or client.pick.get_subscription_count() == 0) and time.monotonic() < deadline:
             rclpy.spin_once(client, timeout_sec=0.1)
-        picks = client.state["picks"]
-        client.pick.publish(PoseStamped(header=Header(frame_id="world")))
-        while client.state["picks"] == picks and time.monotonic() < deadline:
-            rclpy.spin_once(client, timeout_sec=0.1)
-        refused = client.state
+        refused = []
+        # A frame that is not the camera's, then the camera's with a quaternion of zeros: each refused, the next answered.
+        for frame_id in ("world", "camera_depth_optical_frame"):
+            picks = client.state["picks"]
+            bad = PoseStamped(header=Header(frame_id=frame_id))
+            bad.pose.orientation.w = 0.0
+            client.pick.publish(bad)
+            while client.state["picks"] == picks and time.monotonic() < deadline:
+                rclpy.spin_once(client, timeout_sec=0.1)
+            refused.append(client.state)
         client.destroy_node()
     finally:
         rclpy.try_shutdown()
@@ -145,4 +150,5 @@ def test_the_cell_empties_a_bin_over_ros_in_three_processes_and_refuses_a_pick_i
     # Measured: 3 of 3 in 3 attempts, as the same cell in one process.
     assert summary["parts_left"] == 0 and summary["picked"] == 3 and summary["attempts"] <= 6, (summary, logs)
     assert [attempt.parts_before for attempt in report.attempts][0] == 3 and len(pictures) == len(titles) >= 1
-    assert refused["outcome"] == "refused" and "'world'" in refused["reason"] and refused["parts_left"] == 0, refused
+    assert refused[0]["outcome"] == "refused" and "'world'" in refused[0]["reason"] and refused[0]["parts_left"] == 0, refused
+    assert refused[1]["outcome"] == "refused" and "norm 0.000" in refused[1]["reason"], refused

@@ -109,6 +109,14 @@ class PickCellNode(Node):
             self.diagnostics.count("refused_picks")
             self._publish_state("refused", reason)
             return
+        q, t = msg.pose.orientation, msg.pose.position
+        norm = float(np.linalg.norm([q.x, q.y, q.z, q.w]))
+        if not np.all(np.isfinite([t.x, t.y, t.z])) or not abs(norm - 1.0) <= 0.01:
+            reason = f"pick {self._picks}: a pose with a non-finite position or a quaternion of norm {norm:.3f}, not 1; not executed"
+            self.get_logger().error(reason)
+            self.diagnostics.count("refused_picks")
+            self._publish_state("refused", reason)
+            return
         cup_pose = matrices_from_poses([msg.pose])[0]
         outcome = execute_pick(self._simulator, cup_pose[:3, 3], cup_pose[:3, 2], self._gripper)
         self._held += outcome == "held"
