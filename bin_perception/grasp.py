@@ -114,9 +114,9 @@ def _plane_axes(normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _lip_held(
     tree: cKDTree, points_m: np.ndarray, contacts_m: np.ndarray, u: np.ndarray, v: np.ndarray, radius_m: float, spacing_m: float
 ) -> np.ndarray:
-    """Per contact (C,), whether every one of ``_LIP_POINTS`` points on the lip's circle, in the plane of the
-    axes ``u`` and ``v`` (C, 3), has a point of the instance within ``_LIP_REACH_SPACINGS`` spacings across the
-    plane and ``_LIP_TRAVEL_M`` along its normal."""
+    """Per contact (C,), whether every one of ``_LIP_POINTS`` points on a circle ``_LIP_MARGIN_SPACINGS`` outside
+    the lip, in the plane of the axes ``u`` and ``v`` (C, 3), has a point of the instance within
+    ``_LIP_REACH_SPACINGS`` spacings across the plane and ``_LIP_TRAVEL_M`` along its normal."""
     angles = np.linspace(0.0, 2 * np.pi, _LIP_POINTS, endpoint=False)
     lip_m = radius_m + _LIP_MARGIN_SPACINGS * spacing_m
     lips = contacts_m[:, None] + lip_m * (np.cos(angles)[None, :, None] * u[:, None] + np.sin(angles)[None, :, None] * v[:, None])

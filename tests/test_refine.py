@@ -94,16 +94,22 @@ def test_the_confidence_is_higher_for_the_true_pose_than_for_a_perturbed_one(hou
         assert perturbed.confidence < true_score.confidence - 0.2
 
 
+def _three_in_the_real_cell(part_name: str, scene: int):
+    """Scene ``scene`` of three of a part in the real cell under structured light: the sample, its points, the
+    part's surface as coarse as a learned model (512 points) and the bin's floor as a plane."""
+    part = load_part(part_name)
+    config = dataclasses.replace(load_config(Path(__file__).resolve().parents[1] / "config" / "real_cell.yaml"), sensor="structured_light")
+    with BinSimulator(part, 3, config) as simulator:
+        sample = simulator.scene(scene)
+        floor = floor_plane(simulator.workspace, simulator.camera_from_bin)
+    model_m = trimesh.sample.sample_surface(part.mesh, 512, seed=0)[0]
+    return sample, backproject(sample.depth_m, sample.K), model_m, floor
+
+
 def test_a_lever_turned_end_for_end_scores_below_the_true_pose():
     # Turned half round its middle axis, a flat lever lies on its own outline but for its ends, a boss
     # against a bore a few millimetres apart: the fit must be tighter than the model's own spacing.
-    part = load_part("lever")
-    config = dataclasses.replace(load_config(Path(__file__).resolve().parents[1] / "config" / "real_cell.yaml"), sensor="structured_light")
-    with BinSimulator(part, 3, config) as simulator:
-        sample = simulator.scene(1)
-    points = backproject(sample.depth_m, sample.K)
-    # As coarse as a learned model: 512 points over the part.
-    model_m = trimesh.sample.sample_surface(part.mesh, 512, seed=0)[0]
+    sample, points, model_m, _ = _three_in_the_real_cell("lever", 1)
     end_for_end = Rotation.from_euler("y", 180, degrees=True).as_matrix()
     for instance, truth in enumerate(sample.poses, start=1):
         segment = _segment(sample, points, instance)
@@ -118,13 +124,7 @@ def test_a_lever_turned_end_for_end_scores_below_the_true_pose():
 def test_a_turn_that_hides_a_brackets_leg_in_the_floor_is_counted_against_it():
     # Lying on one leg, an L-bracket shows the camera that leg alone; turned, its other leg goes up into the free
     # space or down into the floor, where the camera cannot see it. Only the floor tells the second from the truth.
-    part = load_part("bracket")
-    config = dataclasses.replace(load_config(Path(__file__).resolve().parents[1] / "config" / "real_cell.yaml"), sensor="structured_light")
-    with BinSimulator(part, 3, config) as simulator:
-        sample = simulator.scene(0)
-        floor = floor_plane(simulator.workspace, simulator.camera_from_bin)
-    points = backproject(sample.depth_m, sample.K)
-    model_m = trimesh.sample.sample_surface(part.mesh, 512, seed=0)[0]
+    sample, points, model_m, floor = _three_in_the_real_cell("bracket", 0)
     frame = principal_frame(model_m)
     into_the_floor = 0
     for instance, truth in enumerate(sample.poses, start=1):
