@@ -15,7 +15,7 @@ Publishes:
               first pick
     /diagnostics
 Parameters:
-    part (string, "nut"): a library part (`bin-perception parts`) or a mesh path
+    part (string, "housing"): a library part (`bin-perception parts`) or a mesh path
     instances (int, 20): parts poured into the bin
     seed (int, 0): the same seed pours the same bin and draws the same noise
     config (string, ""): the cell's YAML (camera, sensor, scene, gripper); empty: config/real_pile.yaml
@@ -63,7 +63,7 @@ def _range(low: float, high: float) -> ParameterDescriptor:
 class PickCellNode(Node):
     def __init__(self) -> None:
         super().__init__("pick_cell_node")
-        part_name = self.declare_parameter("part", "nut").value
+        part_name = self.declare_parameter("part", "housing").value
         instances = self.declare_parameter("instances", 20, _range(1, 64)).value
         seed = self.declare_parameter("seed", 0).value
         config_path = self.declare_parameter("config", "").value or str(share_file("config", "real_pile.yaml"))
