@@ -207,7 +207,7 @@ def _cmd_pick(args: argparse.Namespace) -> int:
 
     config = load_config(args.cell or share_file("config", "real_pile.yaml"))
     if args.suction_radius_m is not None:
-        config = dataclasses.replace(config, gripper=dataclasses.replace(config.gripper, suction_radius_m=args.suction_radius_m))
+        config = config.with_suction_radius(args.suction_radius_m)
     perception = None
     if args.method == "model":
         if not args.checkpoint:

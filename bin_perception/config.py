@@ -287,6 +287,10 @@ class Config:
             _require(self.workspace is not None, "bin_pose: the frame of a workspace box; give the workspace too")
             parse_bin_pose(self.bin_pose)
 
+    def with_suction_radius(self, radius_m: float) -> Config:
+        """This config with its gripper's cup of ``radius_m``, checked as a config file's would be."""
+        return dataclasses.replace(self, gripper=dataclasses.replace(self.gripper, suction_radius_m=radius_m))
+
 
 class ConfigError(ValueError):
     """A configuration file or value that does not fit the schema."""

@@ -103,3 +103,10 @@ def test_a_checkpoint_written_under_a_methods_first_name_still_loads(tmp_path):
     with pytest.warns(FutureWarning, match="'seeded' is now called 'per_seed'"):
         loaded, _, _ = load_checkpoint(path)
     assert loaded.per_seed and loaded.config.method == "per_seed"
+
+
+def test_a_cup_given_on_the_command_line_replaces_the_configs_and_is_checked():
+    config = Config().with_suction_radius(0.002)
+    assert config.gripper.suction_radius_m == 0.002 and config.gripper.max_flatness_m == Config().gripper.max_flatness_m
+    with pytest.raises(ValueError, match="suction_radius_m must be positive"):
+        Config().with_suction_radius(0.0)

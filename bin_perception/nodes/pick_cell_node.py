@@ -29,7 +29,6 @@ thread, between two frames: no frame shows the bin half way through a pick.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -72,7 +71,7 @@ class PickCellNode(Node):
         try:
             config = load_config(config_path)
             if radius_m > 0:
-                config = dataclasses.replace(config, gripper=dataclasses.replace(config.gripper, suction_radius_m=radius_m))
+                config = config.with_suction_radius(radius_m)
             self._simulator = BinSimulator(load_part(part_name), instances, config)
         except (ConfigError, FileNotFoundError, ValueError) as error:
             raise StartupError(f"{error}") from None

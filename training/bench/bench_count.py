@@ -14,7 +14,6 @@ stays under it.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -50,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     perception.eval()
     config = load_config(args.sim_config)
     if args.suction_radius_m:
-        config = dataclasses.replace(config, gripper=dataclasses.replace(config.gripper, suction_radius_m=args.suction_radius_m))
+        config = config.with_suction_radius(args.suction_radius_m)
     resnet = torchvision.models.resnet18().eval()
     image = torch.zeros(1, 3, 224, 224)
     rows = []
