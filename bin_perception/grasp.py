@@ -15,9 +15,11 @@ that the camera saw of the one instance:
   points of a circle a point spacing outside it, in the plane and along it. A sector alone lets the lip
   hang over an edge by four tenths of the radius;
 - **tilt**: the approach is within ``max_tilt_deg`` of the camera's viewing axis, since the arm comes in
-  from the camera's side of the bin. The approach is the normal of the plane through the points within
-  ``_NORMAL_RADIUS_M`` of the contact, however small the cup: a 2 mm cup over 1 mm pixels spans a dozen
-  points, and one step of a millimetre's depth unit across them tilts their plane by 25°.
+  from the camera's side of the bin. The approach is the surface's normal at the contact, from the points within
+  ``_NORMAL_RADIUS_M`` of it however small the cup: a 2 mm cup over 1 mm pixels spans a dozen points, and one
+  step of a millimetre's depth unit across them tilts their plane by 25°. Under a cup smaller than that radius
+  the normal is the quadric's fitted to those points, not their plane's, since a face a small cup can take may
+  be curved (a pin's flank).
 
 Among the contact points that pass, the one nearest the instance's centroid whose approach is within
 ``_TILT_BAND_DEG`` of the camera's axis wins; where none is, the straightest approach, and of those within
@@ -52,6 +54,8 @@ _LIP_NEIGHBOURS = 6
 _LIP_TRAVEL_M = 0.002
 # The surface's normal is fitted over at least this radius.
 _NORMAL_RADIUS_M = 0.004
+# Points that a quadric over that radius needs at the least.
+_QUADRIC_POINTS = 10
 # Approaches within this many degrees of the straightest are ranked by their distance from the centroid.
 _TILT_BAND_DEG = 5.0
 # Contact points tried per instance, spread over its points, a batch at a time; more buy little on a part a few
@@ -101,6 +105,33 @@ def _planes(
     facing = np.einsum("ij,ij->i", normals, contacts_m) > 0
     normals[facing] *= -1
     return owner, offsets, flatness_m, normals, enough
+
+
+def _curved_normals(points_m: np.ndarray, tree: cKDTree, contacts_m: np.ndarray, radius_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """The surface's normal at each contact (C, 3), facing the camera, and whether there were points enough for
+    it: the normal of the quadric fitted to the points within ``radius_m`` (their height over their plane, a
+    second-order polynomial across it). A plane's normal over a curved face is the mean of the normals it spans:
+    on a 6 mm pin it is square to the pin's top line wherever the contact lies, and a cup a millimetre off that
+    line meets the flank 20 degrees askew."""
+    owner, offsets, _, normals, enough = _planes(points_m, tree, contacts_m, radius_m)
+    normals = np.where(enough[:, None], normals, [0.0, 0.0, -1.0])
+    u, v = _plane_axes(normals)
+    # In units of the radius, which keeps the six terms of a like size.
+    x = np.einsum("ij,ij->i", offsets, u[owner]) / radius_m
+    y = np.einsum("ij,ij->i", offsets, v[owner]) / radius_m
+    height = np.einsum("ij,ij->i", offsets, normals[owner]) / radius_m
+    terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+    count = len(contacts_m)
+    products = (terms[:, :, None] * terms[:, None, :]).reshape(-1, 36)
+    normal_matrix = np.stack([np.bincount(owner, products[:, k], count) for k in range(36)], axis=1).reshape(-1, 6, 6)
+    right = np.stack([np.bincount(owner, terms[:, k] * height, count) for k in range(6)], axis=1)
+    # Six coefficients want more than six points; the small ridge keeps a thin strip's matrix invertible.
+    fitted = enough & (np.bincount(owner, minlength=count) >= _QUADRIC_POINTS)
+    coefficients = np.linalg.solve(normal_matrix + 1e-6 * np.eye(6), right[:, :, None])[:, :, 0]
+    # The height's slopes at the contact tilt the plane's normal: n - dh/dx u - dh/dy v.
+    curved = normals - coefficients[:, 1:2] * u - coefficients[:, 2:3] * v
+    curved /= np.linalg.norm(curved, axis=1, keepdims=True)
+    return np.where(fitted[:, None], curved, normals), enough
 
 
 def _plane_axes(normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -161,7 +192,7 @@ def _assess(
     # The wider normal and the lip's circle, the costlier checks, only where the cup's own disc passed.
     passed = enough & (flatness_m <= max_flatness_m) & (resting == cells)
     if radius_m < _NORMAL_RADIUS_M and passed.any():
-        _, _, _, wide_normals, wide_enough = _planes(points_m, tree, contacts_m[passed], _NORMAL_RADIUS_M)
+        wide_normals, wide_enough = _curved_normals(points_m, tree, contacts_m[passed], _NORMAL_RADIUS_M)
         normals[passed] = np.where(wide_enough[:, None], wide_normals, normals[passed])
     approach = -normals
     with np.errstate(invalid="ignore"):

@@ -141,3 +141,21 @@ def test_points_too_sparse_for_any_cup_get_no_grasp_and_no_error():
     sparse = np.column_stack([_grid(0.03, spacing_m=0.005), np.full(len(_grid(0.03, spacing_m=0.005)), 0.6)])
     assert suction_grasp(sparse, 0.002, FLATNESS_M) is None
     assert not assess_suction(sparse, sparse[0], 0.002, FLATNESS_M).seals
+
+
+def test_a_small_cup_on_a_lying_pin_comes_in_along_the_normal_where_it_lands():
+    # The top of a 6 mm pin lying across the camera's view, 0.5 mm sampling. A plane through the points round a
+    # contact 0.75 mm off the pin's top line is square to that line, 15 degrees off the flank's normal there:
+    # most of the 20 degrees that a real cup's bellows forgive.
+    pin_radius_m, depth_m = 0.003, 0.6
+    xy = _grid(0.02, spacing_m=0.0005)
+    xy = xy[np.abs(xy[:, 0]) <= 0.0029]
+    height_m = np.sqrt(pin_radius_m**2 - xy[:, 0] ** 2)
+    pin = np.column_stack([xy, depth_m - height_m + np.random.default_rng(2).normal(0, 0.0001, len(xy))])
+    for off_m in (-0.00075, 0.0, 0.00075):
+        contact = pin[np.argmin(np.abs(pin[:, 0] - off_m) + np.abs(pin[:, 1]))]
+        grasp = assess_suction(pin, contact, 0.0015, FLATNESS_M)
+        assert grasp.seals
+        normal = np.array([contact[0], 0.0, contact[2] - depth_m])
+        normal /= -np.linalg.norm(normal)
+        assert np.degrees(np.arccos(grasp.approach @ normal)) < 5.0
