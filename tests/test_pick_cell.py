@@ -94,17 +94,18 @@ def test_a_trained_model_empties_a_bin_of_three_and_kmeans_is_scored_alike(housi
     assert written["success_rate"] == summary["success_rate"] and len(written["attempt_log"]) == summary["attempts"]
     assert [a["parts_before"] for a in written["attempt_log"]][0] == 3 and (tmp_path / "model" / "strip.png").stat().st_size > 0
     baseline = run_cell(None, "housing", 3, cell, tmp_path / "kmeans", "kmeans", max_attempts=8, seed=11).summary()
-    # Measured: none in 4 attempts (3 edges, then no grasp left to try).
+    # Measured: none in 8 attempts (6 edges; twice no grasp left to try, and the bin shaken).
     assert baseline["attempts"] >= 1 and baseline["picked"] + baseline["parts_left"] == 3 and baseline["picked"] < 3
+    assert baseline["cups_sent"] + baseline["shakes"] == baseline["attempts"] and baseline["shakes"] == baseline["outcomes"].get("no grasp", 0)
     with pytest.raises(ValueError, match="needs a trained per-seed perception"):
         run_cell(None, "housing", 3, cell, tmp_path / "none")
 
 
 @pytest.mark.slow
-def test_the_cell_empties_a_bin_over_ros_in_three_processes_and_refuses_a_bad_pick(housing_model, tmp_path, monkeypatch):
+def test_the_cell_empties_a_bin_over_ros_in_three_processes_refuses_a_bad_pick_and_shakes(housing_model, tmp_path, monkeypatch):
     rclpy = pytest.importorskip("rclpy")
     from geometry_msgs.msg import PoseStamped
-    from std_msgs.msg import Header
+    from std_msgs.msg import Empty, Header
 
     from bin_perception.nodes.picking_client import PickingClient, empty_bin
 
@@ -139,6 +140,12 @@ def test_the_cell_empties_a_bin_over_ros_in_three_processes_and_refuses_a_bad_pi
             while client.state["picks"] == picks and time.monotonic() < deadline:
                 rclpy.spin_once(client, timeout_sec=0.1)
             refused.append(client.state)
+        # A shake is answered by a state that counts it, and frames of the bin after it.
+        before = client.state
+        client.shake.publish(Empty())
+        while client.state["shakes"] == before["shakes"] and time.monotonic() < deadline:
+            rclpy.spin_once(client, timeout_sec=0.1)
+        shaken = client.state
         client.destroy_node()
     finally:
         rclpy.try_shutdown()
@@ -152,3 +159,5 @@ def test_the_cell_empties_a_bin_over_ros_in_three_processes_and_refuses_a_bad_pi
     assert [attempt.parts_before for attempt in report.attempts][0] == 3 and len(pictures) == len(titles) >= 1
     assert refused[0]["outcome"] == "refused" and "'world'" in refused[0]["reason"] and refused[0]["parts_left"] == 0, refused
     assert refused[1]["outcome"] == "refused" and "norm 0.000" in refused[1]["reason"], refused
+    assert shaken["shakes"] == before["shakes"] + 1 and shaken["picks"] == before["picks"], shaken
+    assert shaken["bin_stamp_ns"] > before["bin_stamp_ns"], (before, shaken)

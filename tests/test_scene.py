@@ -64,6 +64,22 @@ def test_a_poured_bin_of_thirty_is_a_heap_at_rest_in_the_bin():
     assert tops_m[1] > tops_m[0] + 0.003, tops_m
 
 
+def test_a_shaken_bin_keeps_its_parts_in_it_at_rest_and_turns_some_over():
+    with BinSimulator(load_part("nut"), 8, load_config(CONFIG_DIR / "real_pile.yaml")) as simulator:
+        rng = np.random.default_rng(3)
+        before = simulator.simulate(rng)
+        simulator.shake(rng)
+        after = simulator.world_poses()
+        assert len(after) == 8 and np.all(np.abs(after[:, :2, 3]) < simulator.bin_inner_m / 2) and np.all(after[:, 2, 3] > 0)
+        for body in simulator.bodies:
+            linear, angular = simulator._client.getBaseVelocity(body)
+            assert np.linalg.norm(linear) < REST_LINEAR_M_S and np.linalg.norm(angular) < REST_ANGULAR_RAD_S
+    # A nut's axis, its principal axis of least extent, before and after: a nut that lay flat may now stand on a flank.
+    turned_deg = np.degrees(np.arccos(np.clip(np.abs(np.einsum("ni,ni->n", before[:, :3, 2], after[:, :3, 2])), 0.0, 1.0)))
+    moved_m = np.linalg.norm(after[:, :3, 3] - before[:, :3, 3], axis=1)
+    assert np.all(moved_m > 0.0005) and np.any(turned_deg > 45.0), (moved_m, turned_deg)
+
+
 def test_depth_of_the_bin_floor_is_its_true_distance():
     # An empty bin: the floor is a plane at a known distance from the camera.
     with BinSimulator(load_part("nut"), 0, Config()) as simulator:

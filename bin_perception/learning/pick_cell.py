@@ -5,8 +5,11 @@ it through the library's own path (:meth:`BinPerception.predict`, then
 :func:`bin_perception.picking.prediction_picks`, as ``perception_node`` runs them), sends the cup to the
 best-ranked grasp and lets the parts' true surfaces say what it met (:func:`bin_perception.sim.suction.cup_contact`). A part
 the cup holds is lifted out and the pile settles; a failed pick leaves the bin as it was, and the next
-attempt passes over the grasps that failed there, as a cell skips a pick it has just missed. It stops when
-the bin is empty, the attempts run out, or no grasp is left to try.
+attempt passes over the grasps that failed there, as a cell skips a pick it has just missed. Where no grasp is
+left to try (``no grasp``), the bin is shaken, as a shaker table under a real bin does, and perceived again.
+The success rate is the parts held per cup sent, as cells report it; the shakes are counted beside it. It
+stops when the bin is empty, the attempts run out, or shaking ``SHAKES_BEFORE_HELP`` times in a row has left
+nothing to pick.
 
 The baseline in the same cell is K-means told the true count of the parts left, with the cup sent straight
 down onto each cluster's point nearest the camera, the highest first.
@@ -39,6 +42,10 @@ from ..viz import overlay_image, pick_strip
 METHODS = ("model", "kmeans")
 # A failed grasp point is passed over by the next attempts on the same bin within this many cup radii of it.
 _FAILED_RADII = 1.0
+# Where no grasp is left to try, the bin is shaken and perceived again, this many times in a row at the most.
+SHAKES_BEFORE_HELP = 3
+# The outcome of an attempt that found no grasp to try: the cup was not sent, and the bin is shaken.
+NO_GRASP = "no grasp"
 
 
 @dataclass(frozen=True)
@@ -66,18 +73,25 @@ class PickReport:
     def parts_left(self) -> int:
         return self.instances - self.picked
 
+    @property
+    def cups_sent(self) -> int:
+        return sum(a.outcome != NO_GRASP for a in self.attempts)
+
     def summary(self) -> dict:
         attempts = len(self.attempts)
         outcomes = dict(Counter(attempt.outcome for attempt in self.attempts))
+        sent = self.cups_sent
         return {
             "part": self.part,
             "instances": self.instances,
             "method": self.method,
             "attempts": attempts,
+            "cups_sent": sent,
+            "shakes": attempts - sent,
             "picked": self.picked,
             "parts_left": self.parts_left,
-            "success_rate": self.picked / attempts if attempts else 0.0,
-            "attempts_per_part": attempts / self.picked if self.picked else None,
+            "success_rate": self.picked / sent if sent else 0.0,
+            "attempts_per_part": sent / self.picked if self.picked else None,
             "outcomes": outcomes,
             "perceive_ms_p50": float(np.median([a.perceive_ms for a in self.attempts])) if attempts else None,
             "cycle_s_mean": float(np.mean([a.cycle_s for a in self.attempts])) if attempts else None,
@@ -167,6 +181,7 @@ def run_cell(
             perception.set_instances(AUTO)
         simulator.simulate(rng)
         failed_m: list[np.ndarray] = []
+        stuck = 0
         bar = tqdm(total=instances, desc=f"pick {report.part} ({method})", unit="part")
         for attempt in range(max_attempts):
             parts = len(simulator.bodies)
@@ -182,7 +197,7 @@ def run_cell(
                 chosen = _kmeans_grasp(frame, workspace, camera_from_bin, parts, gripper, failed_m)
             perceive_ms = 1000 * (time.perf_counter() - perceive_start)
             if chosen is None:
-                outcome = "no grasp"
+                outcome = NO_GRASP
             else:
                 outcome = execute_pick(simulator, *chosen, gripper)
                 if outcome == "held":
@@ -195,7 +210,13 @@ def run_cell(
                 pictures.append(pick_picture(frame, sample.labels, None if chosen is None else chosen[0], gripper.suction_radius_m))
                 titles.append(f"{attempt + 1}: {parts} left, {outcome}")
             if chosen is None:
-                break  # nothing left to try on this bin: a cell calls for help here
+                stuck += 1
+                if stuck > SHAKES_BEFORE_HELP:
+                    break  # shaking has not helped: a cell calls for help here
+                simulator.shake(rng)
+                failed_m.clear()
+            else:
+                stuck = 0
         bar.close()
     write_report(report, pictures, titles, out)
     return report
@@ -235,9 +256,10 @@ def _report(s: dict) -> str:
         [
             f"# Picking cell: {s['part']} x {s['instances']}, {s['method']}",
             "",
-            "| attempts | picked | parts left | success rate | attempts per part | perception p50 (ms) | cycle (s) |",
-            "|---|---|---|---|---|---|---|",
-            f"| {s['attempts']} | {s['picked']} | {s['parts_left']} | {s['success_rate']:.3f} | {per_part} "
+            "| attempts | cups sent | shakes | picked | parts left | success rate (held per cup sent) | cups per part "
+            "| perception p50 (ms) | cycle (s) |",
+            "|---|---|---|---|---|---|---|---|---|",
+            f"| {s['attempts']} | {s['cups_sent']} | {s['shakes']} | {s['picked']} | {s['parts_left']} | {s['success_rate']:.3f} | {per_part} "
             f"| {s['perceive_ms_p50']:.1f} | {s['cycle_s_mean']:.2f} |",
             "",
             f"Outcomes: {outcomes}.",

@@ -254,9 +254,9 @@ def _pick_report(p: dict) -> list[str]:
         f"pick_cell_node poured {p['instances']} {p['part']}s; perception_node counted and perceived them; this client sent the "
         "cup to the node's best grasp, one pick at a time, three processes over DDS.",
         "",
-        "| attempts | picked | parts left | success rate | cycle (s) |",
-        "|---|---|---|---|---|",
-        f"| {p['attempts']} | {p['picked']} | {p['parts_left']} | {p['success_rate']:.3f} | {p['cycle_s_mean']:.2f} |",
+        "| cups sent | shakes | picked | parts left | success rate (held per cup sent) | cycle (s) |",
+        "|---|---|---|---|---|---|",
+        f"| {p['cups_sent']} | {p['shakes']} | {p['picked']} | {p['parts_left']} | {p['success_rate']:.3f} | {p['cycle_s_mean']:.2f} |",
         "",
         f"Outcomes: {outcomes}. Each attempt: [pick/report.md](pick/report.md).",
         "",

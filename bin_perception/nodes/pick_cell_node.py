@@ -7,12 +7,13 @@ and at once after each pick, with fresh sensor noise in every frame.
 Subscribes:
     ~/pick    geometry_msgs/PoseStamped, reliable: send the cup to the pose's position along its z axis (the
               convention of perception_node's ~/grasps), in the camera's optical frame
+    ~/shake   std_msgs/Empty, reliable: shake the bin (a shaker table's toss), for when nothing in it can be picked
 Publishes:
     ~/state   std_msgs/String, JSON, reliable and transient local (a client that joins late reads it): the
-              bin now and the last pick: {"picks": k, "parts_left": n, "bin_stamp_ns": t, "outcome": ...,
-              "reason": ...}. Frames stamped ``bin_stamp_ns`` or later show the bin after pick k; ``outcome``
-              is "held" or what the cup met instead (bin_perception.sim.suction), and null before the
-              first pick
+              bin now and the last pick: {"picks": k, "shakes": s, "parts_left": n, "bin_stamp_ns": t,
+              "outcome": ..., "reason": ...}. Frames stamped ``bin_stamp_ns`` or later show the bin after pick k
+              and shake s; ``outcome`` is "held" or what the cup met instead (bin_perception.sim.suction), and
+              null before the first pick
     /diagnostics
 Parameters:
     part (string, "housing"): a library part (`bin-perception parts`) or a mesh path
@@ -23,7 +24,7 @@ Parameters:
     rate_hz (double, 2.0): frames per second
 
 No service type among ROS 2's standard interfaces carries a pose and an outcome, so a pick is a message and
-its answer the next state; a client waits for ``picks`` to count its request. The pick runs on the node's one
+its answer the next state; a client waits for ``picks`` (or ``shakes``) to count its request. The pick runs on the node's one
 thread, between two frames: no frame shows the bin half way through a pick.
 """
 
@@ -37,7 +38,7 @@ from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from std_msgs.msg import String
+from std_msgs.msg import Empty, String
 
 from ..config import ConfigError, load_config
 from ..frame import Frame
@@ -83,9 +84,12 @@ class PickCellNode(Node):
         self._topics = CameraTopics(self, self._simulator.sensor.depth_unit_m)
         self._state = self.create_publisher(String, "~/state", STATE_QOS)
         self.create_subscription(PoseStamped, "~/pick", self._on_pick, PICK_QOS)
+        self.create_subscription(Empty, "~/shake", self._on_shake, PICK_QOS)
         self.diagnostics = Diagnostics(self, "picking cell")
         self._picks = 0
+        self._shakes = 0
         self._held = 0
+        self._outcome: str | None = None
         self._bin_stamp_ns = self.get_clock().now().nanoseconds
         self._publish_state(None, "")
         self.create_timer(1.0 / rate_hz, self._publish_frame)
@@ -126,9 +130,21 @@ class PickCellNode(Node):
         self.get_logger().info(f"pick {self._picks}: {outcome}; {len(self._simulator.bodies)} parts left")
         self._publish_frame()
 
+    def _on_shake(self, _msg: Empty) -> None:
+        self._shakes += 1
+        self._simulator.shake(self._rng)
+        self._bin_stamp_ns = self.get_clock().now().nanoseconds
+        self._publish_state(self._outcome, "")
+        self.get_logger().info(f"shake {self._shakes}: {len(self._simulator.bodies)} parts settled again")
+        self._publish_frame()
+
     def _publish_state(self, outcome: str | None, reason: str) -> None:
+        self._outcome = outcome
         parts_left = len(self._simulator.bodies)
-        state = {"picks": self._picks, "parts_left": parts_left, "bin_stamp_ns": self._bin_stamp_ns, "outcome": outcome, "reason": reason}
+        state = {
+            "picks": self._picks, "shakes": self._shakes, "parts_left": parts_left, "bin_stamp_ns": self._bin_stamp_ns,
+            "outcome": outcome, "reason": reason,
+        }
         self._state.publish(String(data=json.dumps(state)))
         level = DiagnosticStatus.OK if parts_left else DiagnosticStatus.WARN
         self.diagnostics.set_status(level, f"{parts_left} parts left; {self._held} held in {self._picks} picks")

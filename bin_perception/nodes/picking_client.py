@@ -4,8 +4,10 @@ pick_cell_node.
 It reads the node's ``~/grasps`` (the cup poses that seal, best pick first), takes the best grasp of a frame
 that shows the bin as it is now, sends the cup there (the cell's ``~/pick``) and waits for the cell's answer
 (``~/state``). A grasp that failed is passed over on the next frames of the same bin, as a cell skips a pick it
-has just missed, until a part is held. It stops when the bin is empty, the attempts run out, or a frame of the
-bin as it is now has no grasp left to try. Every attempt is recorded as the in-process cell records it
+has just missed, until a part is held. Where a frame of the bin as it is now has no grasp left to try, the
+client asks the cell to shake the bin (``~/shake``), as the in-process cell does. It stops when the bin is empty,
+the attempts run out, or shaking :data:`~bin_perception.learning.pick_cell.SHAKES_BEFORE_HELP` times in a row has
+left nothing to pick. Every attempt is recorded as the in-process cell records it
 (:class:`bin_perception.learning.pick_cell.Attempt`), with a picture of the bin the grasp came from.
 """
 
@@ -22,11 +24,11 @@ from geometry_msgs.msg import PoseArray, PoseStamped
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import String
+from std_msgs.msg import Empty, String
 
 from ..frame import Frame
 from ..io import messages
-from ..learning.pick_cell import Attempt, PickReport, pick_picture, untried
+from ..learning.pick_cell import NO_GRASP, SHAKES_BEFORE_HELP, Attempt, PickReport, pick_picture, untried
 from .pick_cell_node import PICK_QOS, STATE_QOS
 
 # Camera frames kept for the pictures, newest last: the grasps of a frame arrive within a few of it.
@@ -51,6 +53,7 @@ class PickingClient(Node):
         self.create_subscription(Image, f"{camera}/gt/labels", lambda m: self._keep(m, "labels"), reliable)
         self.create_subscription(CameraInfo, f"{camera}/depth/camera_info", self._on_info, qos_profile_sensor_data)
         self.pick = self.create_publisher(PoseStamped, f"{cell}/pick", PICK_QOS)
+        self.shake = self.create_publisher(Empty, f"{cell}/shake", PICK_QOS)
 
     def _on_state(self, msg: String) -> None:
         self.state = json.loads(msg.data)
@@ -62,8 +65,11 @@ class PickingClient(Node):
     def has_grasps_since(self, stamp_ns: int) -> bool:
         return self.grasps is not None and messages.stamp_ns(self.grasps.header) >= stamp_ns
 
-    def has_answered(self, picks: int) -> bool:
-        return self.state is not None and self.state["picks"] >= picks
+    def cell_listens(self) -> bool:
+        return self.pick.get_subscription_count() > 0 and self.shake.get_subscription_count() > 0
+
+    def has_answered(self, picks: int, shakes: int = 0) -> bool:
+        return self.state is not None and self.state["picks"] >= picks and self.state["shakes"] >= shakes
 
     def _on_info(self, msg: CameraInfo) -> None:
         self._info = msg
@@ -96,16 +102,17 @@ def empty_bin(
     part: str, cup_radius_m: float, max_attempts: int = 40, timeout_s: float = 60.0, strip_attempts: int = 24, **client_args
 ) -> tuple[PickReport, list[np.ndarray], list[str]]:
     """Pick from pick_cell_node with perception_node's grasps until the bin is empty, ``max_attempts`` have been
-    made, or no grasp is left; the report and, for the first ``strip_attempts``, a picture of the bin before
+    made, or shaking has left nothing to pick; the report and, for the first ``strip_attempts``, a picture of the bin before
     each pick with the cup's lip drawn and its title. rclpy must be initialised; ``timeout_s`` bounds each wait."""
     client = PickingClient(**client_args)
     pictures: list[np.ndarray] = []
     titles: list[str] = []
     try:
         _spin_until(client, functools.partial(client.has_answered, 0), timeout_s, "state from the picking cell")
-        _spin_until(client, lambda: client.pick.get_subscription_count() > 0, timeout_s, "picking cell listening")
+        _spin_until(client, client.cell_listens, timeout_s, "picking cell listening")
         report = PickReport(part, client.state["parts_left"], "model, over ROS 2")
         failed_m: list[np.ndarray] = []
+        stuck = 0
         last_answer_s = time.monotonic()
         for attempt in range(max_attempts):
             state = client.state
@@ -131,7 +138,7 @@ def empty_bin(
                 else:
                     failed_m.append(chosen)
             else:
-                outcome = "no grasp"
+                outcome = NO_GRASP
             now_s = time.monotonic()
             report.attempts.append(Attempt(state["parts_left"], outcome, perceive_ms, now_s - last_answer_s))
             last_answer_s = now_s
@@ -140,7 +147,16 @@ def empty_bin(
                 pictures.append(pick_picture(frame, frame.gt_labels, chosen, cup_radius_m))
                 titles.append(f"{attempt + 1}: {state['parts_left']} left, {outcome}")
             if chosen is None:
-                break
+                stuck += 1
+                if stuck > SHAKES_BEFORE_HELP:
+                    break
+                client.shake.publish(Empty())
+                _spin_until(
+                    client, functools.partial(client.has_answered, state["picks"], state["shakes"] + 1), timeout_s, "the cell's shake"
+                )
+                failed_m.clear()
+            else:
+                stuck = 0
     finally:
         client.destroy_node()
     return report, pictures, titles

@@ -35,6 +35,10 @@ COLLISION_MARGIN_M = 1e-4
 REST_LINEAR_M_S = 0.003
 REST_ANGULAR_RAD_S = 0.05
 REST_CHECK_STEPS = 8
+# A shaker table's toss: each part leaves the floor at 0.2 to 0.4 m/s (a hop of 2 to 8 mm), drifts and spins.
+SHAKE_HOP_M_S = (0.2, 0.4)
+SHAKE_SIDEWAYS_M_S = 0.05
+SHAKE_SPIN_RAD_S = 15.0
 FLOOR_MARGIN_M = 0.0015  # points this close to the floor or walls are not parts (more where the depth is noisier)
 STEEL_DENSITY_KG_M3 = 7800.0
 
@@ -359,6 +363,22 @@ class BinSimulator:
     def bodies(self) -> list[int]:
         """The parts' PyBullet bodies, instance i + 1 at index i."""
         return list(self._bodies)
+
+    def shake(self, rng: np.random.Generator) -> None:
+        """Shake the bin, as a cell's shaker table does when nothing in it can be picked: every part hops and
+        turns, and the pile settles again. A part tossed out of the bin is dropped back in from above."""
+        c = self._client
+        for body in self._bodies:
+            hop_m_s = (*rng.normal(0.0, SHAKE_SIDEWAYS_M_S, 2), rng.uniform(*SHAKE_HOP_M_S))
+            c.resetBaseVelocity(body, hop_m_s, tuple(rng.normal(0.0, SHAKE_SPIN_RAD_S, 3)))
+        self._settle(self._bodies)
+        for _attempt in range(self.config.scene.max_redrops):
+            out = [b for b in self._bodies if not self._inside_bin(b)]
+            if not out:
+                return
+            for body in out:
+                self._drop(body, rng, self._bodies)
+            self._settle(self._bodies)
 
     def remove(self, body: int) -> None:
         """Take one part out of the bin (a gripper lifted it) and let the others settle; the instances after it
