@@ -64,6 +64,7 @@ class PickReport:
     instances: int
     method: str
     attempts: list[Attempt] = field(default_factory=list)
+    shakes: int = 0  # the bin shaken where no grasp was left to try
 
     @property
     def picked(self) -> int:
@@ -87,7 +88,8 @@ class PickReport:
             "method": self.method,
             "attempts": attempts,
             "cups_sent": sent,
-            "shakes": attempts - sent,
+            "no_grasp": attempts - sent,
+            "shakes": self.shakes,
             "picked": self.picked,
             "parts_left": self.parts_left,
             "success_rate": self.picked / sent if sent else 0.0,
@@ -214,6 +216,7 @@ def run_cell(
                 if stuck > SHAKES_BEFORE_HELP:
                     break  # shaking has not helped: a cell calls for help here
                 simulator.shake(rng)
+                report.shakes += 1
                 failed_m.clear()
             else:
                 stuck = 0

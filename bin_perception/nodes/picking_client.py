@@ -154,6 +154,7 @@ def empty_bin(
                 _spin_until(
                     client, functools.partial(client.has_answered, state["picks"], state["shakes"] + 1), timeout_s, "the cell's shake"
                 )
+                report.shakes += 1
                 failed_m.clear()
             else:
                 stuck = 0
