@@ -50,6 +50,9 @@ _LIP_POINTS = 12
 _LIP_MARGIN_SPACINGS = 1.0
 _LIP_REACH_SPACINGS = 1.2
 _LIP_NEIGHBOURS = 6
+# Points within reach that each point of the circle needs: one alone may be a flying pixel of the edge, mixed
+# between the part's face and the surface beyond it.
+_LIP_SUPPORT = 2
 # How far a cup's lip gives as it seals: another part this little below the contact is touched too.
 _LIP_TRAVEL_M = 0.002
 # The surface's normal is fitted over at least this radius.
@@ -161,7 +164,7 @@ def _lip_held(
     along = np.einsum("ijk,ijk->ij", offsets, normal)
     across = np.linalg.norm(offsets - along[..., None] * normal, axis=2)
     close = found & (across <= _LIP_REACH_SPACINGS * spacing_m) & (np.abs(along) <= _LIP_TRAVEL_M)
-    return close.any(axis=1).reshape(-1, _LIP_POINTS).all(axis=1)
+    return (close.sum(axis=1) >= _LIP_SUPPORT).reshape(-1, _LIP_POINTS).all(axis=1)
 
 
 def _assess(
