@@ -11,9 +11,9 @@ that the camera saw of the one instance:
 - **support**: the cup's face rests on the part all round and across, not half over the part's edge or
   over a bore. The disc under the cup is cut into its hub and two rings of sectors (the lip's and the one
   inside it), as many cells as the camera's sampling fills, and each must hold a point of the instance.
-  The lip itself must too, with a pixel to spare: a point of the instance near each of ``_LIP_POINTS``
-  points of a circle a point spacing outside it, in the plane and along it. A sector alone lets the lip
-  hang over an edge by four tenths of the radius;
+  The lip itself must too, with a pixel to spare: ``_LIP_SUPPORT`` points of the instance near each of
+  ``_LIP_POINTS`` points of a circle a point spacing outside it, in the plane and along it. A sector alone
+  lets the lip hang over an edge by four tenths of the radius, and one point may be a flying pixel;
 - **tilt**: the approach is within ``max_tilt_deg`` of the camera's viewing axis, since the arm comes in
   from the camera's side of the bin. The approach is the surface's normal at the contact, from the points within
   ``_NORMAL_RADIUS_M`` of it however small the cup: a 2 mm cup over 1 mm pixels spans a dozen points, and one
