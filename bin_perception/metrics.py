@@ -487,9 +487,12 @@ def chamfer_distance(points_a: np.ndarray, points_b: np.ndarray) -> float:
 
 
 def _chamfer(tree_a: cKDTree, tree_b: cKDTree) -> float:
-    a_to_b = tree_b.query(tree_a.data)[0].mean()
-    b_to_a = tree_a.query(tree_b.data)[0].mean()
-    return float(max(a_to_b, b_to_a))
+    return max(_directed_means(tree_a, tree_b))
+
+
+def _directed_means(tree_a: cKDTree, tree_b: cKDTree) -> tuple[float, float]:
+    """The mean distance from each point of a to its nearest of b, and from b's to a's."""
+    return float(tree_b.query(tree_a.data)[0].mean()), float(tree_a.query(tree_b.data)[0].mean())
 
 
 @dataclass(frozen=True, eq=False)
@@ -501,9 +504,11 @@ class ModelFidelity:
     ``camera_from_model @ np.linalg.inv(part_from_model)``.
     """
 
-    chamfer_m: float  # Eq. 4.1 between the aligned model and the mesh surface samples
+    chamfer_m: float  # Eq. 4.1 between the aligned model and the mesh surface samples: the larger of the two below
     aligned_points: np.ndarray  # (m, 3) the model's points in the part frame
     part_from_model: np.ndarray  # (4, 4) rigid, determinant +1
+    model_to_surface_m: float  # the mean distance from a model point to the surface: how accurate the model is
+    surface_to_model_m: float  # the mean distance from a surface sample to the model: how completely it covers the part
 
 
 def _principal_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -581,6 +586,22 @@ def model_fidelity(
             source, target, reach_m, start, criteria=criteria
         ).transformation
         aligned = transform_points(part_from_model, model_points)
-        return ModelFidelity(_chamfer(cKDTree(aligned), surface_tree), aligned, np.array(part_from_model))
+        to_surface_m, to_model_m = _directed_means(cKDTree(aligned), surface_tree)
+        return ModelFidelity(max(to_surface_m, to_model_m), aligned, np.array(part_from_model), to_surface_m, to_model_m)
 
     return min(map(refined, _signed_permutations()), key=lambda fidelity: fidelity.chamfer_m)
+
+
+def model_fidelity_floor(mesh: trimesh.Trimesh, model_point_count: int, surface_samples: int = 20000, seed: int = 0) -> float:
+    """The fidelity (:func:`model_fidelity`'s chamfer) of the best model that ``model_point_count`` points can
+    make: points spread evenly over the mesh's own surface. Eq. 4.1 takes the larger of its two directions,
+    and from the surface to a model of few points the distance is a fraction of their spacing however exact
+    each point is: a perfect model of 512 points is 1.5 mm from a 58 mm housing's surface, 0.5 mm from a
+    6 x 30 mm pin's.
+    """
+    if model_point_count < 1:
+        raise ValueError(f"model_point_count must be at least 1, got {model_point_count}")
+    trimesh = require("trimesh", "a model's fidelity to the part's mesh")
+    surface = np.asarray(trimesh.sample.sample_surface(mesh, surface_samples, seed=seed)[0], dtype=np.float64)
+    even = np.asarray(trimesh.sample.sample_surface_even(mesh, model_point_count, seed=seed + 1)[0], dtype=np.float64)
+    return _chamfer(cKDTree(even), cKDTree(surface))

@@ -11,6 +11,7 @@ from bin_perception.geometry import transform_points
 from bin_perception.metrics import (
     chamfer_distance,
     model_fidelity,
+    model_fidelity_floor,
     pairwise_scores,
     part_diameter,
     pose_errors,
@@ -281,6 +282,18 @@ def test_the_parts_own_surface_in_any_pose_is_faithful():
     recovered = fidelity.part_from_model @ model_from_part
     assert rotation_error_deg(np.eye(3), recovered[:3, :3], part.symmetry) < 2.0
     assert np.linalg.norm(recovered[:3, 3]) < 5e-4
+
+
+def test_a_model_of_few_points_is_held_to_the_floor_of_its_sampling():
+    mesh = load_part("housing").mesh
+    floor_512, floor_2048 = model_fidelity_floor(mesh, 512), model_fidelity_floor(mesh, 2048)
+    # Four times the points, half the spacing and half the floor.
+    assert 1.2e-3 < floor_512 < 1.8e-3 and 0.4 < floor_2048 / floor_512 < 0.6, (floor_512, floor_2048)
+    # 512 points exactly on the surface: accurate to the surface samples' own spacing, and as far from covering the
+    # part as the floor says (drawn at random rather than evenly, a little further).
+    fidelity = model_fidelity(surface_points(mesh, 512, seed=2), mesh)
+    assert fidelity.model_to_surface_m < 0.4e-3 and fidelity.chamfer_m == fidelity.surface_to_model_m
+    assert floor_512 <= fidelity.chamfer_m < 1.3 * floor_512, (fidelity.chamfer_m, floor_512)
 
 
 def test_a_box_of_the_parts_size_is_not_an_elongated_part():

@@ -56,6 +56,10 @@ def test_evaluate_writes_its_report_and_the_model_beats_chance(trained_run, tmp_
     # Two instances labelled at random score a pairwise F1 of about 0.5.
     assert methods["model"]["f1"] > 0.6
     assert methods["model"]["chamfer"] > 0 and metrics["model_fidelity_m"] > 0
+    # The chamfer is the larger of its two directions, and no model of its 256 points beats the evenly spread one.
+    assert metrics["model_fidelity_m"] == max(metrics["model_to_surface_m"], metrics["surface_to_model_m"])
+    assert 0 < metrics["model_fidelity_floor_m"] < metrics["model_fidelity_m"]
+    assert "A perfect model of as many points" in (report / "report.md").read_text()
     assert json.loads((report / "metrics.json").read_text())["methods"]["kmeans"]["f1"] == methods["kmeans"]["f1"]
     for name in ("report.md", "segments_model.png", "segments_kmeans.png", "model_vs_mesh.png"):
         assert (report / name).stat().st_size > 0

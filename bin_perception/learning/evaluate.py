@@ -44,6 +44,7 @@ from ..metrics import (
     count_accuracy,
     instance_rotation_errors_deg,
     model_fidelity,
+    model_fidelity_floor,
     pairwise_scores,
     part_diameter,
     pose_errors,
@@ -265,6 +266,9 @@ def evaluate(
         "tuning_frames": len(tuning),
         "baseline_params": {k: {p: float(v) for p, v in d.items()} for k, d in params.items()},
         "model_fidelity_m": fidelity.chamfer_m if fidelity else None,
+        "model_to_surface_m": fidelity.model_to_surface_m if fidelity else None,
+        "surface_to_model_m": fidelity.surface_to_model_m if fidelity else None,
+        "model_fidelity_floor_m": model_fidelity_floor(mesh, len(fidelity.aligned_points)) if fidelity else None,
         "fused_model_fidelity_m": fused_fidelity.chamfer_m if fused_fidelity else None,
         "methods": summary,
     }
@@ -352,7 +356,12 @@ def _write_report(
             f"counting as parts the true instances that show at least {ours['count_min_share']:.0%} of the median instance's points.",
         ]
     if result["model_fidelity_m"] is not None:
-        lines += ["", f"Learned model to true mesh, chamfer after the best rigid alignment: {result['model_fidelity_m'] * 1000:.2f} mm."]
+        lines += [
+            "",
+            f"Learned model to true mesh, chamfer after the best rigid alignment: {result['model_fidelity_m'] * 1000:.2f} mm: "
+            f"{result['model_to_surface_m'] * 1000:.2f} mm from its points to the surface, {result['surface_to_model_m'] * 1000:.2f} mm "
+            f"from the surface to its points. A perfect model of as many points: {result['model_fidelity_floor_m'] * 1000:.2f} mm.",
+        ]
     if result["fused_model_fidelity_m"] is not None:
         lines += ["", f"Fused model (model_fused.ply, as many points) to true mesh, the same way: {result['fused_model_fidelity_m'] * 1000:.2f} mm."]
     if "rotation_error_deg" in ours:
