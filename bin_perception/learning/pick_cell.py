@@ -93,7 +93,7 @@ class PickReport:
             "picked": self.picked,
             "parts_left": self.parts_left,
             "success_rate": self.picked / sent if sent else 0.0,
-            "attempts_per_part": sent / self.picked if self.picked else None,
+            "cups_per_part": sent / self.picked if self.picked else None,
             "outcomes": outcomes,
             "perceive_ms_p50": float(np.median([a.perceive_ms for a in self.attempts])) if attempts else None,
             "cycle_s_mean": float(np.mean([a.cycle_s for a in self.attempts])) if attempts else None,
@@ -253,7 +253,7 @@ def write_report(report: PickReport, pictures: list[np.ndarray], titles: list[st
 
 
 def _report(s: dict) -> str:
-    per_part = f"{s['attempts_per_part']:.2f}" if s["attempts_per_part"] is not None else "-"
+    per_part = f"{s['cups_per_part']:.2f}" if s["cups_per_part"] is not None else "-"
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(s["outcomes"].items()))
     return "\n".join(
         [
