@@ -29,6 +29,7 @@ rather than its flank, and a part held near its centre of mass swings least.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -214,30 +215,31 @@ def _assess(
     ]
 
 
-def suction_grasp(
+def suction_grasps(
     points_m: np.ndarray,
     radius_m: float,
     max_flatness_m: float,
     max_tilt_deg: float = 45.0,
     seed: int = 0,
     others_m: np.ndarray | None = None,
-) -> SuctionGrasp | None:
-    """The best cup placement on one instance's seen points (n, 3), camera frame, metres: of those that
-    seal, the nearest the points' centroid; None where no placement seals. With ``others_m`` (k, 3), the
-    seen points of the other parts, a placement whose cup would touch one of them on its way down is passed
-    over: the cup would meet two parts, and hold neither."""
+) -> Iterator[SuctionGrasp]:
+    """The cup placements that seal on one instance's seen points (n, 3), camera frame, metres, best first:
+    those within ``_TILT_BAND_DEG`` of the camera's axis nearest the points' centroid first, then the
+    straightest of the rest. With ``others_m`` (k, 3), the seen points of the other parts, a placement whose
+    cup would touch one of them on its way down is passed over: the cup would meet two parts, and hold
+    neither. Lazy: the placements are searched a batch at a time, as far as the caller asks."""
     points_m = np.asarray(points_m, dtype=np.float64)
     if points_m.ndim != 2 or points_m.shape[1] != 3:
         raise ValueError(f"points_m: expected an (n, 3) array, got shape {points_m.shape}")
     if radius_m <= 0 or max_flatness_m <= 0:
         raise ValueError(f"radius_m {radius_m} and max_flatness_m {max_flatness_m} must be positive")
     if len(points_m) < 3:
-        return None
+        return
     centroid = points_m.mean(axis=0)
     spread = points_m - centroid
     # A part narrower than the cup (a pin under a wide cup) has no lip support anywhere: skip the search.
     if 2 * np.sqrt(3 * np.linalg.eigvalsh(np.cov(spread.T))[1]) < 2 * _LIP_INNER * radius_m:
-        return None
+        return
     rng = np.random.default_rng(seed)
     nearest = int(np.argmin(np.linalg.norm(spread, axis=1)))
     drawn = rng.choice(len(points_m), min(_CANDIDATES, len(points_m)), replace=False)
@@ -247,23 +249,38 @@ def suction_grasp(
     spacing_m = _spacing_m(tree)
     others_m = np.zeros((0, 3)) if others_m is None else np.asarray(others_m, dtype=np.float64).reshape(-1, 3)
     # Nearest the centroid first, a batch at a time: a part lying flat has a square approach in the first.
-    sealing: list[SuctionGrasp] = []
+    tilted: list[SuctionGrasp] = []
     for batch in range(0, len(candidates), _BATCH):
         batch_m = candidates[batch : batch + _BATCH]
         placed = [g for g in _assess(points_m, tree, batch_m, radius_m, max_flatness_m, max_tilt_deg, spacing_m) if g.seals]
-        if placed:
-            contacts, approaches = np.stack([g.point_m for g in placed]), np.stack([g.approach for g in placed])
-            # Another part in the cup's way anywhere down to the lip's travel; the part's own points only where they
-            # stand above the contact by more than the travel (a step, which the ball round the contact leaves out).
-            clear = _clear(contacts, approaches, others_m, radius_m, _LIP_TRAVEL_M) & _clear(contacts, approaches, points_m, radius_m, -_LIP_TRAVEL_M)
-            sealing += [g for g, ok in zip(placed, clear) if ok]
-        square = [g for g in sealing if g.tilt_deg <= _TILT_BAND_DEG]
-        if square:
-            return square[0]
-    if not sealing:
-        return None
-    straightest_deg = min(g.tilt_deg for g in sealing)
-    return next(g for g in sealing if g.tilt_deg <= straightest_deg + _TILT_BAND_DEG)
+        if not placed:
+            continue
+        contacts, approaches = np.stack([g.point_m for g in placed]), np.stack([g.approach for g in placed])
+        # Another part in the cup's way anywhere down to the lip's travel; the part's own points only where they
+        # stand above the contact by more than the travel (a step, which the ball round the contact leaves out).
+        clear = _clear(contacts, approaches, others_m, radius_m, _LIP_TRAVEL_M) & _clear(contacts, approaches, points_m, radius_m, -_LIP_TRAVEL_M)
+        for grasp in (g for g, ok in zip(placed, clear) if ok):
+            if grasp.tilt_deg <= _TILT_BAND_DEG:
+                yield grasp
+            else:
+                tilted.append(grasp)
+    if not tilted:
+        return
+    # The straightest, and those within the band of it nearest the centroid (their order in the list) first.
+    straightest_deg = min(g.tilt_deg for g in tilted)
+    yield from sorted(tilted, key=lambda g: max(g.tilt_deg - straightest_deg - _TILT_BAND_DEG, 0.0))
+
+
+def suction_grasp(
+    points_m: np.ndarray,
+    radius_m: float,
+    max_flatness_m: float,
+    max_tilt_deg: float = 45.0,
+    seed: int = 0,
+    others_m: np.ndarray | None = None,
+) -> SuctionGrasp | None:
+    """The best of :func:`suction_grasps`; None where no placement seals."""
+    return next(suction_grasps(points_m, radius_m, max_flatness_m, max_tilt_deg, seed, others_m), None)
 
 
 def _clear(points_m: np.ndarray, approaches: np.ndarray, in_way_m: np.ndarray, radius_m: float, down_to_m: float) -> np.ndarray:

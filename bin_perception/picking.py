@@ -2,7 +2,7 @@
 
 The score asks what a bin-picking cell asks of a part before it sends the arm:
 
-- can a cup seal on it (:func:`bin_perception.grasp.suction_grasp`), clear of the other parts? An
+- can a cup seal on it (:func:`bin_perception.grasp.suction_grasps`), clear of the other parts? An
   instance without a grasp that seals scores 0;
 - is its pose to be trusted (the pose's confidence)?
 - does another part lie on it? The learned model, placed at the instance's pose, is projected into the
@@ -10,7 +10,8 @@ The score asks what a bin-picking cell asks of a part before it sends the arm:
   nearer the camera than the model's, the other part covers this one. A covered part drags its neighbour
   when lifted, and its pose is the least certain;
 - does the cup clear the bin's walls? Its least distance from the workspace's side faces on its way down
-  the approach, in cup radii, up to one. A grasp whose cup would strike a wall is none.
+  the approach, in cup radii, up to one. A placement whose cup would strike a wall gives way to the next
+  best that does not.
 
 score = confidence x (1 - covered) x clearance, for an instance whose grasp seals. Equal scores go to the
 higher part, as a person empties a bin from the top.
@@ -26,7 +27,7 @@ import numpy as np
 from .config import GripperConfig
 from .frame import Frame
 from .geometry import project_to_pixels, transform_points
-from .grasp import SuctionGrasp, suction_grasp
+from .grasp import SuctionGrasp, suction_grasps
 
 if TYPE_CHECKING:
     from .model.perception import Prediction
@@ -113,14 +114,19 @@ def plan_picks(
     owner = np.repeat(np.arange(len(instance_points_m)), [len(p) for p in instance_points_m])
     picks = []
     for row, points_m in enumerate(instance_points_m):
-        grasp = None
+        grasp, clearance = None, 0.0
         if len(points_m):
             # The other parts' points that a cup on this one could touch: within its box, grown by the cup.
             low, high = points_m.min(axis=0) - gripper.suction_radius_m, points_m.max(axis=0) + gripper.suction_radius_m
             near = (owner != row) & np.all((every_m >= low) & (every_m <= high), axis=1)
-            grasp = suction_grasp(
-                points_m, gripper.suction_radius_m, gripper.max_flatness_m, gripper.max_tilt_deg, others_m=every_m[near]
-            )
+            grasps = suction_grasps(points_m, gripper.suction_radius_m, gripper.max_flatness_m, gripper.max_tilt_deg, others_m=every_m[near])
+            # The best placement whose cup does not strike a wall on its way down: a slanted approach beside a
+            # wall may have a placement on another face, slanted away from it.
+            for candidate in grasps:
+                clearance = _wall_clearance(candidate, workspace, camera_from_bin, gripper.suction_radius_m)
+                if clearance > 0.0:
+                    grasp = candidate
+                    break
         in_box = _in_box_frame(np.asarray(points_m, dtype=np.float64).reshape(-1, 3), camera_from_bin)
         # The floor face is the box's z face away from the camera: the far one in the camera's frame, z = min
         # in the bin's (z up from its floor).
@@ -128,9 +134,6 @@ def plan_picks(
             height_m = float(workspace[1, 2] - in_box[:, 2].min()) if len(in_box) else 0.0
         else:
             height_m = float(in_box[:, 2].max() - workspace[0, 2]) if len(in_box) else 0.0
-        clearance = 0.0 if grasp is None else _wall_clearance(grasp, workspace, camera_from_bin, gripper.suction_radius_m)
-        if clearance == 0.0:
-            grasp = None  # the cup would strike a wall on its way down
         score = float(confidences[row]) * (1.0 - covered[row]) * clearance if grasp is not None else 0.0
         picks.append(Pick(row + 1, score, grasp, float(covered[row]), clearance, height_m))
     return sorted(picks, key=lambda pick: (-pick.score, -pick.height_m))

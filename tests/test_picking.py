@@ -101,3 +101,25 @@ def test_a_cup_tilted_towards_a_wall_that_it_would_strike_on_its_way_down_is_no_
     points = [_points_of(depth, labels, i) for i in (1, 2)]
     picks = {p.instance: p for p in plan_picks(points, poses, np.array([0.9, 0.9]), model, depth, labels, K, WORKSPACE, gripper)}
     assert picks[2].grasp is not None and picks[2].grasp.tilt_deg > 30.0
+
+
+def test_a_part_whose_best_cup_would_strike_the_wall_is_taken_on_a_face_turned_away_from_it():
+    # A roof 40 mm from the wall at x = 0.1 m: a 40 mm plate tilted 40 degrees with its face turned to the wall, and
+    # a 20 mm one tilted 40 degrees the other way, both one part. The cup nearest the middle lands on the wide face,
+    # and would come in over the wall; the narrow face's cup comes in from the bin's middle.
+    def turned(degrees: float, x_m: float) -> np.ndarray:
+        pose, turn = np.eye(4), np.radians(degrees)
+        pose[:3, :3] = [[np.cos(turn), 0.0, np.sin(turn)], [0.0, 1.0, 0.0], [-np.sin(turn), 0.0, np.cos(turn)]]
+        pose[:3, 3] = [x_m, 0.0, 0.600]
+        return pose
+
+    wide, narrow = turned(-40.0, 0.06), turned(40.0, 0.03)
+    wide_depth, _ = _scene(wide[None], _plate_model())
+    narrow_depth, _ = _scene(narrow[None], _plate_model()[np.abs(_plate_model()[:, 0]) <= 0.01])
+    depth = np.fmin(wide_depth, narrow_depth)
+    labels = np.isfinite(depth).astype(np.uint16)
+    points = [_points_of(depth, labels, 1)]
+    gripper = GripperConfig(suction_radius_m=0.005, max_tilt_deg=50.0)
+    (pick,) = plan_picks(points, wide[None], np.array([0.9]), _plate_model(), depth, labels, K, WORKSPACE, gripper)
+    # The cup moves towards -x onto the wide face (over the wall), towards +x onto the narrow one.
+    assert pick.grasp is not None and pick.grasp.approach[0] > 0.3 and pick.clearance > 0.0, pick
