@@ -217,7 +217,7 @@ def _cmd_pick(args: argparse.Namespace) -> int:
     report = run_cell(perception, args.part, args.instances, config, args.out, args.method, args.max_attempts, args.seed)
     s = report.summary()
     print(
-        f"{s['method']}: picked {s['picked']} of {s['instances']} {s['part']}s with {s['cups_sent']} cups sent and {s['shakes']} shakes "
+        f"{s['method']}: picked {s['picked']} of {s['instances']} {s['part']}s with {s['cups_sent']} cups sent (shakes: {s['shakes']}) "
         f"(success rate {s['success_rate']:.3f}), {s['parts_left']} left; report: {Path(args.out) / 'report.md'}"
     )
     return 0
@@ -246,7 +246,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if "pick" in summary:
         p = summary["pick"]
         print(
-            f"picking cell: {p['picked']} of {p['instances']} {p['part']}s picked with {p['cups_sent']} cups sent and {p['shakes']} shakes "
+            f"picking cell: {p['picked']} of {p['instances']} {p['part']}s picked with {p['cups_sent']} cups sent (shakes: {p['shakes']}) "
             f"(success rate {p['success_rate']:.3f})"
         )
     print(f"report: {Path(args.out) / 'report.md'}")
