@@ -46,7 +46,10 @@ class Domain:
 
     def __init__(self, log_dir: Path) -> None:
         self.domain_id = random.randint(100, 230)
-        self.env = {**os.environ, "ROS_DOMAIN_ID": str(self.domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+        # PYTHONFAULTHANDLER: a node that is aborted writes every thread's stack to its log (see stop).
+        self.env = {
+            **os.environ, "ROS_DOMAIN_ID": str(self.domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "PYTHONFAULTHANDLER": "1",
+        }
         self.log_dir = log_dir
         self.processes: list[tuple[subprocess.Popen, Path]] = []
         self.recorded: dict[str, int] = {}
@@ -82,9 +85,15 @@ class Domain:
             self.executor.spin_once(timeout_sec=0.1)
 
     def stop(self, process: subprocess.Popen) -> int:
-        """SIGINT, as Ctrl-C sends it; the exit status."""
+        """SIGINT, as Ctrl-C sends it; the exit status. A node still running 30 s later is aborted, and the test
+        fails with its log, where the fault handler has put the stack of each of its threads."""
         process.send_signal(signal.SIGINT)
-        return process.wait(timeout=30)
+        try:
+            return process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            process.wait(timeout=30)
+            raise AssertionError(f"still running 30 s after SIGINT, then aborted:\n{self.log(process)[-6000:]}") from None
 
     def close(self) -> None:
         for process, _ in self.processes:
