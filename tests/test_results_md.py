@@ -161,3 +161,18 @@ def test_the_pose_table_shows_the_poses_on_the_true_segments_beside_the_models_o
         "ours on the true segments: ADD(-S) < 0.1 d / AR / median rotation (deg) |"
     )
     assert lines[0] == "| nut | 2 | 0.500 / 0.600 / 12.0 | 0.750 / 0.800 / 4.0 |"
+
+
+def test_the_table_keeps_the_poses_on_the_true_segments_and_the_top_pick(tmp_path):
+    out = tmp_path / "table"
+    _finished_table_run(out, "nut", 2)
+    report = out / "reports" / "nut_n2" / "metrics.json"
+    methods = json.loads(report.read_text())["methods"]
+    methods["model"].update(add_recall=0.5, ar=0.6, rotation_median_deg=12.0, top_pick=0.95,
+                            true_segments_add_recall=0.75, true_segments_ar=0.8, true_segments_rotation_median_deg=4.0)
+    report.write_text(json.dumps({"methods": methods}))
+
+    model = table.collect(out, ["nut"], [2])["rows"][0]["model"]
+    assert model["top_pick"] == 0.95
+    assert (model["true_segments_add_recall"], model["true_segments_ar"], model["true_segments_rotation_median_deg"]) == (0.75, 0.8, 4.0)
+    assert "0.500 / 0.600 / 12.0 | 0.750 / 0.800 / 4.0" in table.markdown(table.collect(out, ["nut"], [2]))

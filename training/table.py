@@ -40,7 +40,10 @@ METHODS = {"per_seed": CONFIG_DIR / "train_cpu.yaml", "whole_image": CONFIG_DIR 
 COLUMNS = ("model", "model_refined", "model_transfer", "model_seeds", "whole_image", "kmeans", "spectral", "dbscan")
 TRAIN_SEED, TEST_SEED = 1, 2
 # What the table keeps of each method's report: the segments' scores, and the model's poses'.
-SCORES = ("f1", "precision", "recall", "add_recall", "ar", "ar_mssd", "ar_mspd", "rotation_median_deg", "rotation_p90_deg")
+SCORES = (
+    "f1", "precision", "recall", "add_recall", "ar", "ar_mssd", "ar_mspd", "rotation_median_deg", "rotation_p90_deg", "top_pick",
+    "true_segments_add_recall", "true_segments_ar", "true_segments_rotation_median_deg",
+)
 
 
 def _bag(out: Path, part: str, instances: int, split: str) -> Path:
@@ -77,8 +80,10 @@ def build_table(
     bag_topics += ["--gt-poses-topic", topics.gt_poses]
     simulate, train, evaluate = [], [], []
     for part in parts:
+        # Training bags only where a method trains: the per-seed method at one N, the thesis's at each.
+        train_counts = ({per_seed_n} if "per_seed" in methods else set()) | (set(counts) if "whole_image" in methods else set())
         for split, seed, scenes, split_counts in (
-            ("train", TRAIN_SEED, train_scenes, sorted(set(counts) | {per_seed_n})),
+            ("train", TRAIN_SEED, train_scenes, sorted(train_counts)),
             ("test", TEST_SEED, test_scenes, counts),
         ):
             for n in split_counts:
