@@ -57,6 +57,26 @@ def test_the_cup_holds_a_flat_face_and_says_why_it_holds_nothing_else(two_plates
     assert contact(0.1, 0.1, 0.02, normal).part == 2
 
 
+def test_the_cup_faces_a_curved_part_by_its_smooth_surface_not_by_a_facet():
+    # A 20 mm rod of 24 facets lying along x. The cup lands half a degree short of the top edge between two
+    # facets, tilted 14 degrees off the rod's true normal there: a real cup seals. The facet's own normal
+    # stands 7 degrees further off, past the cup's 20.
+    radius_m = 0.01
+    rod = trimesh.creation.cylinder(radius=radius_m, height=0.04, sections=24)
+    rod.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 2, [0, 1, 0]))  # (r cos a, r sin a, h) -> (h, r sin a, -r cos a)
+    floor = trimesh.creation.box(extents=(0.4, 0.4, 0.02), transform=trimesh.transformations.translation_matrix((0, 0, -0.01)))
+    surfaces = CellSurfaces(rod, floor)
+    lying = _placed(0.0, 0.0, radius_m)[None]
+
+    def outward(degrees: float) -> np.ndarray:
+        a = np.radians(degrees)
+        return np.array([0.0, np.sin(a), -np.cos(a)])
+
+    point = lying[0, :3, 3] + radius_m * outward(179.5)
+    assert cup_contact(surfaces, lying, point, -outward(179.5 + 14.0), 0.0015, 0.0005) == CupContact(0, "held")
+    assert cup_contact(surfaces, lying, point, -outward(179.5 + 24.0), 0.0015, 0.0005).reason == "tilt"
+
+
 def test_the_cup_meets_the_parts_own_surface_not_the_hulls_that_collide():
     # A bracket lying on its base: a cup over the base's 6 mm bore leaks through it (PyBullet's convex hulls
     # fill the bore in, and held it), and the same cup beside the bore holds.

@@ -7,7 +7,8 @@ one part whose surface there is flat and faces the cup, within what a real bello
 - **one part**: the rays along the cup's axis and around its lip all meet the same part;
 - **flat**: the points they meet lie within ``max_flatness_m`` (RMS) of their plane, on the true
   surface (the simulated camera's noise has no say here);
-- **facing**: the surface's normal there is within ``COMPLIANCE_DEG`` of the cup's axis.
+- **facing**: the surface's normal there is within ``COMPLIANCE_DEG`` of the cup's axis. On a curved face
+  that is the smooth surface's normal, which the mesh's facets stand for, not a facet's own.
 
 Otherwise the pick fails, and the reason says which: ``nothing``, ``bin``, ``two parts``, ``edge``
 (the lip off the part or over a step), or ``tilt``.
@@ -27,6 +28,10 @@ import trimesh
 
 # A bellows cup seals on a surface up to this many degrees off its axis.
 COMPLIANCE_DEG = 20.0
+# Neighbouring faces that meet at less than this are facets of one curved surface (a 24-sided shank's meet
+# at 15 degrees), and their own normals stray up to half that angle from the surface they stand for. The
+# parts' real edges meet at 30 degrees and more.
+_FACET_ANGLE_DEG = 20.0
 # Rays around the lip; the cup travels this far before and beyond the contact point along its axis.
 _LIP_RAYS = 12
 _REACH_M = 0.05
@@ -45,8 +50,11 @@ class CellSurfaces:
     (its floor and walls as one mesh), both in the world frame; the rays are Open3D's."""
 
     def __init__(self, part_mesh: trimesh.Trimesh, bin_mesh: trimesh.Trimesh) -> None:
-        self._part_vertices = np.asarray(part_mesh.vertices, dtype=np.float64)
-        self._part_triangles = np.asarray(part_mesh.faces, dtype=np.uint32)
+        # Split at the real edges only, so that each vertex's normal is the curved surface's there.
+        smooth = trimesh.graph.smooth_shade(part_mesh, angle=np.radians(_FACET_ANGLE_DEG))
+        self._part_vertices = np.asarray(smooth.vertices, dtype=np.float64)
+        self._part_triangles = np.asarray(smooth.faces, dtype=np.uint32)
+        self._part_vertex_normals = np.asarray(smooth.vertex_normals, dtype=np.float64)
         self._bin_vertices = np.asarray(bin_mesh.vertices, dtype=np.float32)
         self._bin_triangles = np.asarray(bin_mesh.faces, dtype=np.uint32)
 
@@ -54,7 +62,8 @@ class CellSurfaces:
         self, origins_w: np.ndarray, direction_w: np.ndarray, part_poses_w: np.ndarray, reach_m: float
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For each ray from ``origins_w`` (k, 3) along the unit ``direction_w`` within ``reach_m``, what it meets
-        first: the part's index (-1 the bin, -2 nothing), the point and the surface's outward normal there."""
+        first: the part's index (-1 the bin, -2 nothing), the point and the surface's outward normal there
+        (on a part, its vertices' normals interpolated across the triangle hit)."""
         scene = o3d.t.geometry.RaycastingScene()
         labels = {scene.add_triangles(self._bin_vertices, self._bin_triangles): -1}
         for index, pose in enumerate(part_poses_w):
@@ -66,7 +75,14 @@ class CellSurfaces:
         reached = np.isfinite(distance_m) & (distance_m <= reach_m)
         found = np.array([labels.get(int(g), -2) if ok else -2 for g, ok in zip(hits["geometry_ids"].numpy(), reached)])
         points = origins_w + np.where(reached, distance_m, np.nan)[:, None] * direction_w
-        return found, points, hits["primitive_normals"].numpy().astype(np.float64)
+        normals = hits["primitive_normals"].numpy().astype(np.float64)
+        on_part = np.flatnonzero(found >= 0)
+        u, v = hits["primitive_uvs"].numpy()[on_part].T
+        corners = self._part_vertex_normals[self._part_triangles[hits["primitive_ids"].numpy()[on_part]]]
+        local = (1.0 - u - v)[:, None] * corners[:, 0] + u[:, None] * corners[:, 1] + v[:, None] * corners[:, 2]
+        placed = np.einsum("kij,kj->ki", np.asarray(part_poses_w)[found[on_part], :3, :3], local)
+        normals[on_part] = placed / np.linalg.norm(placed, axis=1, keepdims=True)
+        return found, points, normals
 
 
 def _lip_ring(point_w: np.ndarray, axis: np.ndarray, radius_m: float) -> np.ndarray:
