@@ -246,6 +246,10 @@ class PoseErrors:
     mspd_px: np.ndarray  # (K,) BOP's maximum symmetry-aware projection distance (NaN without K)
     unmatched_true: int  # ground-truth instances no prediction was matched to
     unmatched_pred: int  # predictions matched to no ground-truth instance
+    # (K,) the angle between the true and predicted symmetry axes (z; either end for a D group), which leaves out
+    # the turn about the axis: a hex's turn rests on corners that stand a millimetre proud of its flats, while
+    # the axis is what a gripper comes down along. NaN for a part without one.
+    axis_error_deg: np.ndarray
 
 
 def _check_poses(poses: np.ndarray, name: str) -> np.ndarray:
@@ -343,6 +347,10 @@ def pose_errors(
             shift_px = np.linalg.norm(_projected_px(K, true_candidates) - _projected_px(K, predicted), axis=-1)
             mspd_px[i] = shift_px.max(axis=1).min()
 
+    axis_error_deg = np.full(len(true_index), np.nan)
+    if symmetry != "none":
+        axis_group = "Dinf" if symmetry.startswith("D") else "Cinf"
+        axis_error_deg = rotation_error_deg(matched_true[:, :3, :3], matched_pred[:, :3, :3], axis_group)
     return PoseErrors(
         true_index=true_index,
         pred_index=pred_index,
@@ -354,6 +362,7 @@ def pose_errors(
         mspd_px=mspd_px,
         unmatched_true=len(true_poses) - len(true_index),
         unmatched_pred=len(pred_poses) - len(pred_index),
+        axis_error_deg=axis_error_deg,
     )
 
 
@@ -383,6 +392,9 @@ class PoseRecalls:
     # confidence bin; None without them.
     top_pick: float | None = None
     reliability: list[tuple[float, float, int, float]] | None = None
+    # For a part with a symmetry axis: the median angle between the true and predicted axes (a miss counts
+    # 180), beside the rotation's, which also counts the turn about the axis. None for a part without one.
+    axis_median_deg: float | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -442,6 +454,10 @@ def pose_recalls(
         for low, high in zip(_RELIABILITY_BINS[:-1], _RELIABILITY_BINS[1:]):
             in_bin = (all_confidences >= low) & ((all_confidences < high) | (high == 1.0))
             reliability.append((float(low), float(high), int(in_bin.sum()), float(all_correct[in_bin].mean()) if in_bin.any() else float("nan")))
+    axis_median_deg = None
+    if symmetry != "none":
+        axis_deg = np.concatenate([*(e.axis_error_deg for e in errors), np.full(misses, 180.0)])
+        axis_median_deg = float(np.median(axis_deg))
     ar_mssd = float(np.mean([(mssd_m < f * diameter_m).mean() for f in _MSSD_FRACTIONS]))
     ar_mspd = float("nan")
     if image_width_px is not None and not np.isnan(mspd_px).any():
@@ -458,6 +474,7 @@ def pose_recalls(
         rotation_under_15deg=float((rotation_deg < 15).mean()),
         top_pick=top_pick,
         reliability=reliability,
+        axis_median_deg=axis_median_deg,
     )
 
 

@@ -398,3 +398,21 @@ def test_the_top_pick_and_the_reliability_table_follow_the_confidences():
     assert recalls.top_pick == 0.5
     rows = {(round(low, 1), round(high, 1)): (count, right) for low, high, count, right in recalls.reliability}
     assert rows[(0.8, 1.0)] == (2, 0.5) and rows[(0.2, 0.4)] == (2, 0.5) and rows[(0.4, 0.6)][0] == 0
+
+
+def test_the_axis_error_leaves_out_the_turn_about_the_symmetry_axis():
+    hexagon = np.array([[0.008 * np.cos(a), 0.008 * np.sin(a), h] for a in np.radians(np.arange(0, 360, 60)) for h in (-0.004, 0.004)])
+    tilted = np.eye(4)
+    # A hex turned 20 degrees about its axis, and the axis tipped 3 degrees about x.
+    tilted[:3, :3] = Rotation.from_euler("xz", [3.0, 20.0], degrees=True).as_matrix()
+    tilted[:3, 3] = (0.0, 0.0, 0.5)
+    errors = pose_errors(_at(0.5), tilted[None], hexagon, "D6")
+    assert errors.rotation_error_deg[0] == pytest.approx(20.2, abs=0.1)
+    assert errors.axis_error_deg[0] == pytest.approx(3.0)
+    # Upside down is the same axis for a D group; the miss counts 180 degrees, so the median of three is the middle one.
+    flipped = np.concatenate([_at(0.5), _at(0.6, x_m=0.1)])
+    upside_down = _at(0.5) @ np.diag([1.0, -1.0, -1.0, 1.0])
+    recalls = pose_recalls([errors, pose_errors(flipped, upside_down, hexagon, "D6")], part_diameter(hexagon), "D6")
+    assert recalls.axis_median_deg == pytest.approx(3.0)
+    assert pose_recalls([errors], part_diameter(hexagon), "none").axis_median_deg is None
+    assert np.isnan(pose_errors(_at(0.5), tilted[None], hexagon, "none").axis_error_deg).all()

@@ -382,6 +382,12 @@ def _write_report(
             "",
             "![rotation errors and confidence](pose_errors.png)",
         ]
+        if ours.get("axis_median_deg") is not None:
+            lines += [
+                "",
+                f"The part's symmetry axis alone (what a gripper comes down along, without the turn about it) is "
+                f"{ours['axis_median_deg']:.1f} deg off at the median.",
+            ]
     if "true_segments_ar" in ours:
         lines += [
             "",
