@@ -118,7 +118,7 @@ def test_a_lever_turned_end_for_end_scores_below_the_true_pose():
         true_fit = refine_pose(segment, model_m, truth, sample.depth_m, sample.K, starts=1)
         turned = refine_pose(segment, model_m, _turned(truth, end_for_end), sample.depth_m, sample.K, starts=1)
         assert rotation_error_deg(truth[:3, :3], turned.pose[:3, :3]) > 90.0
-        assert turned.closeness < true_fit.closeness
+        assert turned.score < true_fit.score
 
 
 def test_a_turn_that_hides_a_brackets_leg_in_the_floor_is_counted_against_it():
@@ -135,9 +135,9 @@ def test_a_turn_that_hides_a_brackets_leg_in_the_floor_is_counted_against_it():
             start = _turned(truth, frame @ START_TURNS[flip] @ frame.T)
             turned = refine_pose(segment, model_m, start, sample.depth_m, sample.K, starts=1, floor=floor)
             unfloored = score_pose(segment, model_m, turned.pose, sample.depth_m, sample.K)
-            assert unfloored.under_floor == 0.0 and np.isclose(turned.closeness, unfloored.closeness - turned.under_floor)
+            assert unfloored.under_floor == 0.0 and np.isclose(turned.score, unfloored.score - turned.under_floor)
             if turned.under_floor > 0.2:  # a quarter of the part in the floor: the leg that went down
                 into_the_floor += 1
-                assert turned.closeness < true_fit.closeness and turned.confidence < true_fit.confidence
+                assert turned.score < true_fit.score and turned.confidence < true_fit.confidence
     # Measured in this bin: two of the three brackets lie on a leg, each with two turns that sink the other.
     assert into_the_floor >= 2

@@ -263,7 +263,7 @@ class BinPerception(nn.Module):
         (:mod:`.refine`); an instance with too few points keeps its pose, with confidence 0."""
         config = self.config
         model_m = self.model_points_m()
-        spacing_m = model_spacing_m(model_m)
+        spacing_m = model_spacing_m(model_m) if config.refine == "icp" else None
         floor = floor_plane(self.workspace, self.camera_from_bin)
         points_m = self.normalization.to_metres(obs.points)
         confidences = np.zeros(len(poses))
@@ -277,7 +277,7 @@ class BinPerception(nn.Module):
                     config.refine_inlier_m, spacing_m, floor,
                 )
             else:
-                checked = score_pose(segment_m, model_m, poses[i], frame.depth_m, frame.K, config.refine_inlier_m, spacing_m, floor=floor)
+                checked = score_pose(segment_m, model_m, poses[i], frame.depth_m, frame.K, config.refine_inlier_m, floor=floor)
             poses[i], confidences[i] = checked.pose, checked.confidence
         return poses, confidences
 

@@ -17,9 +17,9 @@ learned model, and scored on two counts:
   space (an L-bracket lying on one leg fits the same points with its other leg up, in the free space, or
   down, in the floor).
 
-The start with the best close fit (within ``inlier_m`` alone) less the free space violated and the share
-under the floor wins, where it beats the network's own start by a margin. The confidence of the pose is its
-fit (within ``inlier_m`` plus the model's spacing) less the same two, clipped to [0, 1].
+The start with the best score, its fit less the free space violated and the share under the floor, wins,
+where it beats the network's own start by a margin. The confidence of the pose is that score, clipped to
+[0, 1]: what ranks one instance's poses also ranks the instances of a frame.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _start_order(turns: np.ndarray) -> np.ndarray:
     return turns[np.lexsort((Rotation.from_matrix(turns).magnitude().round(6), rank))]
 
 
-# Another start replaces the network's own only where its closeness is higher by this much. A part whose
+# Another start replaces the network's own only where its score is higher by this much. A part whose
 # faces nearly copy each other (a bracket's inner and outer sides, 3 mm apart) fits a flip almost as closely
 # as the truth, and between near ties the network's pose, learned from every view, is the better guess.
 _NETWORK_MARGIN = 0.05
@@ -56,20 +56,14 @@ START_TURNS = _start_order(Rotation.create_group("O").as_matrix())
 @dataclass(frozen=True)
 class RefinedPose:
     pose: np.ndarray  # (4, 4) camera_from_model, metres
-    fit: float  # the fraction of the instance's points the posed model explains
+    fit: float  # the fraction of the instance's points within the inlier distance of the posed model
     free_space_violation: float  # the fraction of the posed model's points the camera saw through
     start: int  # the start that won: 0 the network's pose, 1 to 3 its half turns, then the other turns
-    close_fit: float  # the fraction within the inlier distance alone, without the model's spacing
     under_floor: float = 0.0  # the fraction of the posed model's points under the bin's floor
 
     @property
     def score(self) -> float:
         return self.fit - self.free_space_violation - self.under_floor
-
-    @property
-    def closeness(self) -> float:
-        """What the starts are ranked by: the close fit less the free space violated and the share under the floor."""
-        return self.close_fit - self.free_space_violation - self.under_floor
 
     @property
     def confidence(self) -> float:
@@ -131,26 +125,21 @@ def score_pose(
     depth_m: np.ndarray,
     K: np.ndarray,
     inlier_m: float = 0.002,
-    spacing_m: float | None = None,
     start: int = 0,
     floor: np.ndarray | None = None,
 ) -> RefinedPose:
-    """``pose`` (camera_from_model) of one instance, scored by its fit to the instance's points, the free
-    space it violates in ``depth_m`` and its share under the ``floor`` plane (none without one); points within
-    ``inlier_m`` (plus the model's spacing) are explained.
+    """``pose`` (camera_from_model) of one instance, scored by its fit to the instance's points (those within
+    ``inlier_m`` of the posed model), the free space it violates in ``depth_m`` and its share under the
+    ``floor`` plane (none without one).
 
-    The close fit leaves the spacing out. It ranks the starts: a lever turned end for end lies within the
-    looser distance of its own points, and only the closer one tells its boss from its bore (its poses
-    correct at ADD(-S) 0.1 d: 0.71 ranked by the fit, 0.83 by the close fit). The confidence keeps the
-    looser fit, which a coarsely sampled model can reach.
+    The inlier distance is tight, below the model's own spacing on the larger parts: a lever turned end for
+    end lies within a looser one of its own points, and only the tight one tells its boss from its bore (its
+    poses correct at ADD(-S) 0.1 d: 0.71 ranked with the spacing added, 0.83 without). The score is lower on
+    a coarsely sampled model, but every instance of a frame is scored against the same one.
     """
-    spacing_m = model_spacing_m(model_m) if spacing_m is None else spacing_m
     posed_model_m = model_m @ pose[:3, :3].T + pose[:3, 3]
-    distances_m = cKDTree(posed_model_m).query(segment_m)[0]
-    fit, close_fit = float((distances_m < inlier_m + spacing_m).mean()), float((distances_m < inlier_m).mean())
-    return RefinedPose(
-        pose, fit, free_space_violation(posed_model_m, depth_m, K, inlier_m), start, close_fit, under_floor(posed_model_m, floor, inlier_m)
-    )
+    fit = float((cKDTree(posed_model_m).query(segment_m)[0] < inlier_m).mean())
+    return RefinedPose(pose, fit, free_space_violation(posed_model_m, depth_m, K, inlier_m), start, under_floor(posed_model_m, floor, inlier_m))
 
 
 def refine_pose(
@@ -200,7 +189,7 @@ def refine_pose(
             model_from_camera = o3d.pipelines.registration.registration_icp(
                 segment, model, distance_m, model_from_camera, estimation, criteria
             ).transformation
-        candidate = score_pose(segment_m, model_m, np.linalg.inv(model_from_camera), depth_m, K, inlier_m, spacing_m, index, floor)
-        if best is None or candidate.closeness > best.closeness + (_NETWORK_MARGIN if best.start == 0 else 0.0):
+        candidate = score_pose(segment_m, model_m, np.linalg.inv(model_from_camera), depth_m, K, inlier_m, index, floor)
+        if best is None or candidate.score > best.score + (_NETWORK_MARGIN if best.start == 0 else 0.0):
             best = candidate
     return best
