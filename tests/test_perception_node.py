@@ -130,13 +130,13 @@ def test_node_perceives_a_camera_in_another_process_and_beats_kmeans(ros, checkp
     assert all(0.0 <= c <= 1.0 for c in confidences)
     # They and the poses are the library's own for that frame: the node perceives it as BinPerception.predict
     # does. (This half-minute model's poses fit their points too loosely to earn much confidence.)
-    by_stamp = {r.frame.stamp_ns: r.frame for r in results}
-    matched = [m for m in map(lambda d: json.loads(d.data), detections)
-               if m["stamp"]["sec"] * 10**9 + m["stamp"]["nanosec"] in by_stamp]
+    frames = {r.frame.stamp_ns: r.frame for r in results}
+    stamped = {m["stamp"]["sec"] * 10**9 + m["stamp"]["nanosec"]: m for m in (json.loads(d.data) for d in detections)}
+    matched = [(frames[stamp], message) for stamp, message in stamped.items() if stamp in frames]
     assert matched, "no detections message carries the stamp of a collected frame"
     perception = load_checkpoint(checkpoint)[0].eval()
-    for message in matched[-2:]:
-        expected = perception.predict(by_stamp[message["stamp"]["sec"] * 10**9 + message["stamp"]["nanosec"]])
+    for frame, message in matched[-2:]:
+        expected = perception.predict(frame)
         np.testing.assert_allclose([d["position_m"] for d in message["detections"]], expected.poses[:, :3, 3], atol=1e-4)
         np.testing.assert_allclose([d["confidence"] for d in message["detections"]], expected.confidences, atol=0.02)
     drawn = markers[-1].markers

@@ -28,8 +28,8 @@ import trimesh
 
 # A bellows cup seals on a surface up to this many degrees off its axis.
 COMPLIANCE_DEG = 20.0
-# Neighbouring faces that meet at less than this are facets of one curved surface (a 24-sided shank's meet
-# at 15 degrees), and their own normals stray up to half that angle from the surface they stand for. The
+# Neighbouring faces that meet at less than this are facets of one curved surface (a 24-sided shank's facets
+# meet at 15 degrees), and their own normals stray up to half that angle from the surface they stand for. The
 # parts' real edges meet at 30 degrees and more.
 _FACET_ANGLE_DEG = 20.0
 # Rays around the lip; the cup travels this far before and beyond the contact point along its axis.
