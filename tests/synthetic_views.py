@@ -33,9 +33,9 @@ def _depth_image(points_m: np.ndarray) -> np.ndarray:
     return depth.astype(np.float32)
 
 
-def resting_views(part: str, normals: list[list[float]], per_face: int, seed: int = 0) -> SyntheticViews:
+def resting_views(part: str, normals: list[list[float]], per_face: int, seed: int = 0, points: int = 300) -> SyntheticViews:
     """Views of ``part`` resting on each of the faces whose outward ``normals`` (part frame) point down,
-    tilted up to 8 degrees, as the seeds see them: each view's points (300, metres) with the observation's
+    tilted up to 8 degrees, as the seeds see them: each view's points (``points``, metres) with the observation's
     own aligned crop, its turn and the seed's centroid (model units of ``WORKSPACE``), and the true poses
     (camera_from_part)."""
     rng = np.random.default_rng(seed)
@@ -53,7 +53,7 @@ def resting_views(part: str, normals: list[list[float]], per_face: int, seed: in
             frame = Frame(_depth_image(surface @ pose[:3, :3].T + pose[:3, 3]), K, 0, "camera")
             observation = observe(frame, WORKSPACE, normalization, 64, seed_instances=1, align_crops=True)
             points_m = normalization.to_metres(observation.points)
-            views.append(points_m[rng.choice(len(points_m), 300, replace=False)] + rng.normal(0, 0.0003, (300, 3)))
+            views.append(points_m[rng.choice(len(points_m), points, replace=False)] + rng.normal(0, 0.0003, (points, 3)))
             crops.append(observation.crops[0])
             angles.append(observation.angles[0])
             centres.append(observation.centres[0])

@@ -1,13 +1,14 @@
 import numpy as np
+import pytest
 import torch
 
 from bin_perception.config import ModelConfig
-from bin_perception.learning.self_training import SeedViews, adopt_registration
+from bin_perception.learning.self_training import SeedViews, adopt_registration, register_within_extent
 from bin_perception.model import BinPerception
 from bin_perception.model.network import seed_poses
 from bin_perception.model.registration import Registration
 
-from .synthetic_views import WORKSPACE, housing_views
+from .synthetic_views import WORKSPACE, housing_views, resting_views
 
 
 def _pose_error_m(perception: BinPerception, views, model_m: np.ndarray) -> float:
@@ -45,3 +46,16 @@ def test_the_network_learns_the_registered_poses_and_the_model_becomes_x():
     x_m = perception.model_points_m()
     assert len(x_m) == 256
     assert np.abs(x_m[:, None] - centred_m[None]).sum(-1).min(1).max() < 1e-6
+
+
+@pytest.mark.slow
+def test_faces_that_do_not_assemble_into_one_part_are_tried_again_fewer_then_refused_by_size(capsys):
+    # A pin rests on its flank whatever its turn about its axis: its views are one face's, however many faces
+    # are asked for. Told a part a third of its length, no count of faces assembles into one that small.
+    normals = [[np.cos(a), np.sin(a), 0.0] for a in np.radians([0, 90, 180, 270])]
+    pin_views = resting_views("pin", normals, per_face=5, points=80)
+    views = SeedViews(pin_views.points_m, pin_views.crops, pin_views.angles, pin_views.centres)
+    with pytest.raises(ValueError, match=r"wider than the part the seeds measured \(10.0 mm\), with any number of faces from 2 to 1"):
+        register_within_extent(views, 2, 0.010)
+    out = capsys.readouterr().out
+    assert "turns about their long axes" in out and "the 2 faces did not assemble into one part" in out and "trying 1" in out
