@@ -43,8 +43,8 @@ def _log(run: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_a_run_killed_mid_training_resumes_with_its_step_count_and_whole_loss_history(tmp_path):
-    # With BPGrad: the checkpoint carries the optimiser's state_dict, whichever it is, and BPGrad's (its bound on f,
-    # its velocity) is the one of ours; test_optim round-trips it on its own.
+    # With BPGrad, our own optimiser: the checkpoint carries whichever optimiser's state_dict, and BPGrad's (its
+    # bound on f, its velocity) is the one torch does not test. test_optim also round-trips it on its own.
     simulate_bag("bolt", 2, 24, seed=2, out=tmp_path / "bolt_n2.mcap", progress=False)
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({**CONFIG, "train": {**CONFIG["train"], "optimizer": "bpgrad"}}))
     env = {**os.environ, "BIN_PERCEPTION_CACHE": str(tmp_path / "cache")}
