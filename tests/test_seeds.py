@@ -29,6 +29,21 @@ def test_regions_split_at_depth_jumps_and_not_on_slopes():
     assert len(np.unique(regions[:, :30])) == 1 and len(np.unique(regions[:, 30:])) == 1
 
 
+def test_round_parts_side_by_side_part_at_the_valley_between_them():
+    fx_px = 200.0  # 1.5 mm a pixel at 0.3 m
+    # Two ridges along the rows (rods lying side by side), their flanks falling 1.5 mm a pixel: less than a jump
+    # of 1.5 footprints, so only the valley where they meet tells them apart.
+    cols = np.arange(30)
+    profile = np.where(cols < 15, np.abs(cols - 9.5), np.abs(cols - 19.5)) * 0.0015
+    depth = np.tile(0.3 + profile, (20, 1))
+    inside = (cols >= 5) & (cols < 25)
+    inside = np.broadcast_to(inside, depth.shape).copy()
+    regions = np.full(depth.shape, -1)
+    regions[inside] = depth_regions(depth, inside, fx_px, jump_px=1.5)
+    assert len(np.unique(regions[:, 5:15])) == 1 and len(np.unique(regions[:, 15:25])) == 1
+    assert regions[0, 5] != regions[0, 24]
+
+
 def test_regions_of_a_few_pixels_in_a_large_image_are_those_of_the_pixels_alone():
     fx_px = 200.0
     depth = np.full((40, 60), 0.3)
@@ -271,6 +286,23 @@ def test_a_lone_fragment_of_the_bins_wall_is_not_a_part():
     assert labels.max() == 2 and (labels[10:30, 77:79] == 0).all()
     # Told to find 3, the seeds find 3: a count given is a count kept.
     assert _seeds(depth, 3, fx_px, size_m).max() == 3
+
+
+def test_counting_the_levers_of_a_pile_keeps_apart_the_pieces_that_each_lever_hides():
+    # Levers poured into a heap in the real cell, each seen only in part: the pieces of several levers beyond clear
+    # steps, which the fragments' rule once chained into one region that no split undid.
+    size_m = PartSize(0.066, (0.066, 0.016, 0.0052))  # as training measures a lever
+    f1 = []
+    with BinSimulator(load_part("lever"), 16, load_config(REAL_CELL.with_name("real_pile.yaml"))) as simulator:
+        for seed in range(2, 5):
+            sample = simulator.scene([16, seed])
+            points = backproject(sample.depth_m, sample.K)
+            inside = in_workspace(points, simulator.workspace)
+            labels = seed_labels(sample.depth_m, inside, points[inside], sample.K[0, 0], None, part_size=size_m)
+            truth = sample.labels[inside]
+            f1.append(pairwise_scores(truth[truth > 0], labels[truth > 0]).f1)
+    # Measured: 0.836, 0.815 and 0.950, against 0.668, 0.731 and 0.788 when any fragment joined across any step.
+    assert np.mean(f1) > 0.83, f1
 
 
 @pytest.mark.slow

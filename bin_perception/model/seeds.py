@@ -5,11 +5,14 @@ a jump larger than a surface's own slope between neighbouring pixels. The
 seeds start from the connected regions of workspace pixels whose 8-neighbours
 differ in depth by less than ``jump_px`` pixel footprints (the size of a pixel
 at its depth, depth / fx), or whose step continues the slope on both sides (a
-steep face seen at a grazing angle). Then:
+steep face seen at a grazing angle), unless the two lie in a valley of the
+depth (two round parts side by side). Then:
 
 1. Fragments, regions smaller than ``fragment_fraction`` of an N-th of the
    points (a bolt's head cut from its shank, the strips of a steep face), join
-   the neighbour across their smallest depth step.
+   the neighbour across their smallest depth step. Counting the parts, a
+   sizeable fragment joins only across a step of at most 1.5 jumps: in a
+   pile, a piece beyond a clear step is another part, seen only in part.
    Where the part's size is known, a sizeable fragment then moves to another
    region it touches if the two regions then fit the part's box better (a
    bracket's upright strip, which meets the next bracket's base without a
@@ -21,7 +24,8 @@ steep face seen at a grazing angle). Then:
 2. Where the part's size is known, pieces of one part that another part
    lying across it cuts apart are rejoined: two regions that both lie behind
    the same region and do not touch merge, the pair of smallest union first,
-   while more than N remain and the union fits in the part's extent. The
+   while more than N remain and the union fits in the part's extent (and,
+   counting the parts, in its box: one part may hide pieces of many). The
    size needs no model: it is measured on frames whose regions number
    exactly N (:func:`whole_part_sizes`), where each region is most likely
    one whole visible part.
@@ -53,6 +57,8 @@ from sklearn.cluster import KMeans
 
 # Neighbour offsets (dv, du) that, with their mirror images, make 8-connectivity.
 _OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))
+# Neighbours part where the depth bends away from the camera across them by this many pixel footprints: a valley.
+_VALLEY_PX = 1.5
 # Each tighter split tries this fraction of the previous jump, five times (down to 0.17 of it).
 _SPLIT_SHRINK = 0.7
 _SPLIT_TRIES = 5
@@ -81,6 +87,8 @@ _SIDE_BY_SIDE_EXTENT = 1.5
 # product of the part's two longest principal spans): less is a sliver of a part nearly hidden, which no
 # gripper reaches, or something that is no part.
 _PART_AREA_SHARE = 0.15
+# Counting the parts, a sizeable fragment joins a neighbour only across a step of at most this many jumps.
+_PILE_STEP_JUMPS = 1.5
 # Counting the parts, pieces of one part this close (a share of its extent) may be one part, where together they
 # fit in the part's box grown by this factor.
 _PIECE_GAP = 0.15
@@ -130,7 +138,8 @@ def _shifted(padded: np.ndarray, dv: int, du: int) -> np.ndarray:
 
 
 def depth_regions(depth_m: np.ndarray, inside: np.ndarray, fx_px: float, jump_px: float) -> np.ndarray:
-    """A region index for every ``inside`` pixel (in row-major order): 8-connected, split at depth jumps."""
+    """A region index for every ``inside`` pixel (in row-major order): 8-connected, split at depth jumps and at
+    valleys."""
     box = _bounding_box(inside)
     depth_m, inside = depth_m[box], inside[box]
     index = np.full(depth_m.shape, -1, dtype=np.int64)
@@ -145,7 +154,13 @@ def depth_regions(depth_m: np.ndarray, inside: np.ndarray, fx_px: float, jump_px
         # A step that each side's own slope predicts is a steep face, not a jump between parts.
         before_a, after_b = _shifted(padded, -dv, -du)[a], _shifted(padded, dv, du)[b]
         on_slope = (np.abs(depth[b] - (2 * depth[a] - before_a)) < limit_m) & (np.abs(depth[a] - (2 * depth[b] - after_b)) < limit_m)
-        joined = (index[a] >= 0) & (index[b] >= 0) & (smooth | on_slope)
+        # Two round parts side by side at one depth (pins, bolts' shanks) meet in a valley, which the step across it
+        # does not show: the depth bends away from the camera at a and at b. Where the pixel beyond one of them is
+        # missing (the valley's end), the other's bend alone tells.
+        bend_a, bend_b = before_a + depth[b] - 2 * depth[a], depth[a] + after_b - 2 * depth[b]
+        bend_m = np.where(np.isnan(bend_a), 2 * bend_b, np.where(np.isnan(bend_b), 2 * bend_a, bend_a + bend_b))
+        valley = bend_m < -_VALLEY_PX * np.fmin(depth[a], depth[b]) / fx_px
+        joined = (index[a] >= 0) & (index[b] >= 0) & (smooth | on_slope) & ~valley
         rows.append(index[a][joined])
         cols.append(index[b][joined])
     count = int(inside.sum())
@@ -191,15 +206,23 @@ def _root(parent: np.ndarray, r: int) -> int:
     return r
 
 
-def _absorb_fragments(depth_m: np.ndarray, inside: np.ndarray, regions: np.ndarray, min_points: float) -> np.ndarray:
-    """Regions relabelled so that every fragment smaller than ``min_points`` has joined a neighbour, where it has one."""
+def _absorb_fragments(
+    depth_m: np.ndarray, inside: np.ndarray, regions: np.ndarray, min_points: float, max_step_m: float = np.inf
+) -> np.ndarray:
+    """Regions relabelled so that every fragment smaller than ``min_points`` has joined a neighbour, where it has one.
+    A sizeable fragment (``_SIZEABLE_FRAGMENT`` of ``min_points`` or more) joins only across a step of at most
+    ``max_step_m``; smaller ones across any."""
     pairs, steps = _region_steps(depth_m, inside, regions)
     parent = np.arange(regions.max() + 1)
     size = np.bincount(regions).astype(np.int64)
+    order = np.argsort(steps, kind="stable")
     # Smallest steps first, so a fragment joins the surface it continues best.
-    for first, second in pairs[np.argsort(steps, kind="stable")]:
+    for (first, second), step_m in zip(pairs[order], steps[order]):
         x, y = _root(parent, first), _root(parent, second)
-        if x != y and min(size[x], size[y]) < min_points:
+        smaller = min(size[x], size[y])
+        if step_m > max_step_m and smaller >= _SIZEABLE_FRAGMENT * min_points:
+            continue
+        if x != y and smaller < min_points:
             big, small = (x, y) if size[x] >= size[y] else (y, x)
             parent[small] = big
             size[big] += size[small]
@@ -243,8 +266,11 @@ def _occlusions(depth_m: np.ndarray, inside: np.ndarray, regions: np.ndarray) ->
     return np.stack([np.where(deeper_first, first, second), np.where(deeper_first, second, first)], axis=1)
 
 
-def _bridge_occluded(points: np.ndarray, regions: np.ndarray, occlusions: np.ndarray, instances: int, part_extent: float) -> np.ndarray:
-    """Regions relabelled so that pieces of one part cut apart by an occluder are one (step 2 of the module's recipe)."""
+def _bridge_occluded(
+    points: np.ndarray, regions: np.ndarray, occlusions: np.ndarray, instances: int, part_extent: float, box: np.ndarray | None = None
+) -> np.ndarray:
+    """Regions relabelled so that pieces of one part cut apart by an occluder are one (step 2 of the module's recipe).
+    With the part's ``box``, a union must also fit in it, within ``_BOX_MARGIN`` of the extent."""
     touching = {(min(x, y), max(x, y)) for x, y in occlusions.tolist()}
     pairs = set()
     for front in np.unique(occlusions[:, 1]):
@@ -253,9 +279,13 @@ def _bridge_occluded(points: np.ndarray, regions: np.ndarray, occlusions: np.nda
     if not pairs:
         return regions
     low, high = _projection_bounds(points, regions)
+    members = [np.flatnonzero(regions == r) for r in range(len(low))]
 
     def union_extent(x: int, y: int) -> float:
         return float((np.maximum(high[x], high[y]) - np.minimum(low[x], low[y])).max())
+
+    def fits_box(x: int, y: int) -> bool:
+        return box is None or _box_excess(points[np.concatenate([members[x], members[y]])], box) <= _BOX_MARGIN * part_extent
 
     parent = np.arange(len(low))
     remaining = len(low)
@@ -264,10 +294,11 @@ def _bridge_occluded(points: np.ndarray, regions: np.ndarray, occlusions: np.nda
         if remaining <= instances:
             break
         x, y = _root(parent, x), _root(parent, y)
-        if x == y or union_extent(x, y) > _EXTENT_SLACK * part_extent:
+        if x == y or union_extent(x, y) > _EXTENT_SLACK * part_extent or not fits_box(x, y):
             continue
         parent[y] = x
         low[x], high[x] = np.minimum(low[x], low[y]), np.maximum(high[x], high[y])
+        members[x] = np.concatenate([members[x], members[y]])
         remaining -= 1
     roots = np.array([_root(parent, r) for r in range(len(parent))])
     return np.unique(roots[regions], return_inverse=True)[1]
@@ -563,13 +594,18 @@ def seed_labels(
     else:
         min_points = fragment_fraction * len(points) / instances
     raw = depth_regions(depth_m, inside, fx_px, jump_px)
-    regions = _absorb_fragments(depth_m, inside, raw, min_points)
+    # Counting, a sizeable fragment beyond a clear step is another part seen only in part, as most are in a pile.
+    # Given N, the count decides what is a part, and fragments join across any step.
+    max_step_m = _PILE_STEP_JUMPS * jump_px * float(np.median(depth_m[inside])) / fx_px if counting else np.inf
+    regions = _absorb_fragments(depth_m, inside, raw, min_points, max_step_m)
     if part_size is not None:
         regions = _reassign_fragments(depth_m, inside, points, raw, regions, min_points, part_size)
         regions = _split_misfits(depth_m, inside, points, regions, fx_px, jump_px, min_points, part_size)
         if counting:
-            # With no count to stop at, every pair of occluded pieces that fits in one part rejoins.
-            regions = _bridge_occluded(points, regions, _occlusions(depth_m, inside, regions), 1, part_size.extent)
+            # With no count to stop at, every pair of occluded pieces that fits in one part rejoins: fits its box, as
+            # well as its extent, since in a pile one part hides pieces of many, and a long part's extent holds two.
+            box = _PIECE_BOX_SLACK * np.asarray(part_size.box)
+            regions = _bridge_occluded(points, regions, _occlusions(depth_m, inside, regions), 1, part_size.extent, box)
             regions = _join_pieces(points, regions, part_size)
             instances = _part_count(regions, pixel_area, part_size)
             if instances == 0:
