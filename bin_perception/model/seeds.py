@@ -279,7 +279,7 @@ def _bridge_occluded(
     if not pairs:
         return regions
     low, high = _projection_bounds(points, regions)
-    members = [np.flatnonzero(regions == r) for r in range(len(low))]
+    members = [np.flatnonzero(regions == r) for r in range(len(low))] if box is not None else []
 
     def union_extent(x: int, y: int) -> float:
         return float((np.maximum(high[x], high[y]) - np.minimum(low[x], low[y])).max())
@@ -298,7 +298,8 @@ def _bridge_occluded(
             continue
         parent[y] = x
         low[x], high[x] = np.minimum(low[x], low[y]), np.maximum(high[x], high[y])
-        members[x] = np.concatenate([members[x], members[y]])
+        if box is not None:
+            members[x] = np.concatenate([members[x], members[y]])
         remaining -= 1
     roots = np.array([_root(parent, r) for r in range(len(parent))])
     return np.unique(roots[regions], return_inverse=True)[1]
