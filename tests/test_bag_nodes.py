@@ -84,10 +84,10 @@ class Domain:
             assert time.monotonic() < deadline, f"no {what} after {timeout_s} s; recorded {self.recorded}"
             self.executor.spin_once(timeout_sec=0.1)
 
-    def stop(self, process: subprocess.Popen) -> int:
-        """SIGINT, as Ctrl-C sends it; the exit status. A node still running 30 s later is aborted, and the test
-        fails with its log, where the fault handler has put the stack of each of its threads."""
-        process.send_signal(signal.SIGINT)
+    def stop(self, process: subprocess.Popen, signum: int = signal.SIGINT) -> int:
+        """SIGINT, as Ctrl-C sends it (or ``signum``); the exit status. A node still running 30 s later is aborted,
+        and the test fails with its log, where the fault handler has put the stack of each of its threads."""
+        process.send_signal(signum)
         try:
             return process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -123,7 +123,8 @@ def test_a_bag_played_and_recorded_has_the_same_messages(domain, nut_bag, tmp_pa
     expected = {topic: len(messages) for topic, messages in played.items()}
     domain.wait_until(lambda: domain.recorded == expected, 30, "complete recording")
 
-    assert domain.stop(recorder) == 0, domain.log(recorder)
+    # SIGTERM, as a launch system sends it to a node that ignored SIGINT, closes the bag as well.
+    assert domain.stop(recorder, signal.SIGTERM) == 0, domain.log(recorder)
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["recorded"], "a .partial was left behind"
     assert (output / "metadata.yaml").is_file()
     recorded = _payloads(output)

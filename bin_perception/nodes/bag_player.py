@@ -28,7 +28,6 @@ import time
 
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.duration import Duration
-from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -97,7 +96,7 @@ class BagPlayer(Node):
                 raise StartupError(f"bag {self._bag}: topic {topic}: {error}") from None
             self._publishers_by_topic[topic] = self.create_publisher(msg_class, topic, qos)
         self._reliable = reliability == "reliable"
-        self._finished = self.create_guard_condition(self.context.try_shutdown)
+        self.finished = threading.Event()  # set when the bag has been played: spin_node then ends the process
         self._playback = threading.Thread(target=self._play, name="bag_player", daemon=True)
         self._playback.start()
 
@@ -119,11 +118,7 @@ class BagPlayer(Node):
             self.get_logger().info("the bag has been played")
         except BagError as error:
             self.get_logger().error(str(error))
-        except _rclpy.RCLError:
-            if self.context.ok():
-                raise
-            return  # SIGINT or SIGTERM shut ROS down between two messages
-        self._finished.trigger()
+        self.finished.set()
 
     def _await_subscribers(self) -> bool:
         """Wait until each topic has its subscribers, or the timeout; False if the node is stopping."""

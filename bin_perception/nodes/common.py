@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 import threading
 import time
@@ -14,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.exceptions import InvalidHandle, ParameterException
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
@@ -27,6 +28,7 @@ class StartupError(Exception):
 
 
 _GIL_SWITCH_INTERVAL_S = 0.0005
+_STOP_POLL_S = 0.1
 
 # FastDDS reads its profile from the first of these that is set.
 _FASTDDS_PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
@@ -50,7 +52,7 @@ def use_large_image_transport() -> Path | None:
 
 
 def spin_node(make_node: Callable[[], Node], executable: str, args: list[str] | None = None) -> int:
-    """Run a node until SIGINT or SIGTERM; the exit status, 0.
+    """Run a node until SIGINT or SIGTERM, or until it sets its own ``finished`` event; the exit status, 0.
 
     A :class:`StartupError` from ``make_node``, or rclpy's own refusal of a parameter value (a type,
     a range), becomes one line on stderr and ends the process with status 2, as a command-line tool
@@ -58,7 +60,14 @@ def spin_node(make_node: Callable[[], Node], executable: str, args: list[str] | 
     holds a file (a bag being recorded) closes it.
     """
     use_large_image_transport()
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.ALL)
+    # rclpy's own handlers shut the context down from the signal, while the executor and the node's threads still
+    # use it. Stopping a looping bag player again and again found three ways that ends: a wait set refused for the
+    # shut-down context, a wait never woken, a segfault destroying a service after the shutdown. Here a signal
+    # only asks to stop; this thread then stops spinning, destroys the node, and shuts the context down last.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     try:
         node = make_node()
     except (StartupError, ParameterException) as error:
@@ -68,6 +77,7 @@ def spin_node(make_node: Callable[[], Node], executable: str, args: list[str] | 
         # to start has nothing to save (each refuses before it opens a file), so the process leaves
         # without tearing the middleware down.
         os._exit(2)
+    finished = getattr(node, "finished", None) or threading.Event()
     # The executor's threads and a node's worker share the GIL. At Python's default switch interval (5
     # ms) every torch op of the worker waits that long to take it back from the executor (the convoy
     # effect): with a 30 Hz camera on 2 cores perception_node perceived 2 frames/s, p95 latency 1.7 s;
@@ -77,9 +87,14 @@ def spin_node(make_node: Callable[[], Node], executable: str, args: list[str] | 
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        # A signal's handler runs on this thread only between waits: the wait's timeout bounds how long a stop takes.
+        while not (stop.is_set() or finished.is_set()):
+            try:
+                executor.spin_once(timeout_sec=_STOP_POLL_S)
+            except InvalidHandle:
+                # A callback destroyed an entity (a lifecycle transition, its subscriptions) while this thread added
+                # the entity's events to the next wait: nothing was taken yet, and the next wait leaves it out.
+                pass
     finally:
         executor.shutdown()
         node.destroy_node()
