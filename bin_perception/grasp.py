@@ -62,10 +62,8 @@ _NORMAL_RADIUS_M = 0.004
 _QUADRIC_POINTS = 10
 # Approaches within this many degrees of the straightest are ranked by their distance from the centroid.
 _TILT_BAND_DEG = 5.0
-# Contact points tried per instance, spread over its points, a batch at a time; more buy little on a part a few
-# cups wide.
+# Contact points tried per instance, spread over its points; more buy little on a part a few cups wide.
 _CANDIDATES = 64
-_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -227,7 +225,7 @@ def suction_grasps(
     those within ``_TILT_BAND_DEG`` of the camera's axis nearest the points' centroid first, then the
     straightest of the rest. With ``others_m`` (k, 3), the seen points of the other parts, a placement whose
     cup would touch one of them on its way down is passed over: the cup would meet two parts, and hold
-    neither. Lazy: the placements are searched a batch at a time, as far as the caller asks."""
+    neither."""
     points_m = np.asarray(points_m, dtype=np.float64)
     if points_m.ndim != 2 or points_m.shape[1] != 3:
         raise ValueError(f"points_m: expected an (n, 3) array, got shape {points_m.shape}")
@@ -248,22 +246,22 @@ def suction_grasps(
     tree = cKDTree(points_m)
     spacing_m = _spacing_m(tree)
     others_m = np.zeros((0, 3)) if others_m is None else np.asarray(others_m, dtype=np.float64).reshape(-1, 3)
-    # Nearest the centroid first, a batch at a time: a part lying flat has a square approach in the first.
+    # All at once: most parts in a pile have no placement within the band, so every candidate is assessed anyway,
+    # and one vectorised batch costs less than several small ones.
+    placed = [g for g in _assess(points_m, tree, candidates, radius_m, max_flatness_m, max_tilt_deg, spacing_m) if g.seals]
+    if not placed:
+        return
+    contacts, approaches = np.stack([g.point_m for g in placed]), np.stack([g.approach for g in placed])
+    # Another part in the cup's way anywhere down to the lip's travel; the part's own points only where they
+    # stand above the contact by more than the travel (a step, which the ball round the contact leaves out).
+    clear = _clear(contacts, approaches, others_m, radius_m, _LIP_TRAVEL_M) & _clear(contacts, approaches, points_m, radius_m, -_LIP_TRAVEL_M)
     tilted: list[SuctionGrasp] = []
-    for batch in range(0, len(candidates), _BATCH):
-        batch_m = candidates[batch : batch + _BATCH]
-        placed = [g for g in _assess(points_m, tree, batch_m, radius_m, max_flatness_m, max_tilt_deg, spacing_m) if g.seals]
-        if not placed:
-            continue
-        contacts, approaches = np.stack([g.point_m for g in placed]), np.stack([g.approach for g in placed])
-        # Another part in the cup's way anywhere down to the lip's travel; the part's own points only where they
-        # stand above the contact by more than the travel (a step, which the ball round the contact leaves out).
-        clear = _clear(contacts, approaches, others_m, radius_m, _LIP_TRAVEL_M) & _clear(contacts, approaches, points_m, radius_m, -_LIP_TRAVEL_M)
-        for grasp in (g for g, ok in zip(placed, clear) if ok):
-            if grasp.tilt_deg <= _TILT_BAND_DEG:
-                yield grasp
-            else:
-                tilted.append(grasp)
+    # Nearest the centroid first: a part lying flat has a square approach near its middle.
+    for grasp in (g for g, ok in zip(placed, clear) if ok):
+        if grasp.tilt_deg <= _TILT_BAND_DEG:
+            yield grasp
+        else:
+            tilted.append(grasp)
     if not tilted:
         return
     # The straightest, and those within the band of it nearest the centroid (their order in the list) first.
