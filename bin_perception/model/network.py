@@ -38,9 +38,18 @@ class PoseNet(nn.Module):
             elif rotation == "ortho6d":
                 bias[:, 0] = bias[:, 4] = 1.0
 
+    def train(self, mode: bool = True) -> PoseNet:
+        # On a CPU, oneDNN's channels-last convolutions take a fifth less time at inference over a pile's
+        # crops, and none less in training: the weights take the layout that suits the mode, and forward
+        # gives the image theirs.
+        super().train(mode)
+        return self.to(memory_format=torch.contiguous_format if mode else torch.channels_last)
+
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.stem == "depth3":
             image = image.expand(-1, 3, -1, -1)
+        if not self.training:
+            image = image.contiguous(memory_format=torch.channels_last)
         out = self.backbone(image).view(image.shape[0], self.instances, self.rotation_params + 3)
         return params_to_matrix(out[..., : self.rotation_params], self.rotation), out[..., self.rotation_params :]
 
