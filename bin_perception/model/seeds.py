@@ -523,8 +523,6 @@ def _join_pieces(points: np.ndarray, regions: np.ndarray, size: PartSize) -> np.
     trees = [cKDTree(points[m]) for m in members]
 
     def near(x: int, y: int) -> bool:
-        if np.any(low[x] - high[y] > gap) or np.any(low[y] - high[x] > gap):
-            return False
         small, large = (x, y) if len(members[x]) <= len(members[y]) else (y, x)
         return bool(np.isfinite(trees[large].query(points[members[small]], distance_upper_bound=gap)[0]).any())
 
@@ -532,12 +530,13 @@ def _join_pieces(points: np.ndarray, regions: np.ndarray, size: PartSize) -> np.
         return _box_excess(points[np.concatenate([members[x], members[y]])], box)
 
     # Nearness of a union is nearness to either piece: it is found once, and a merge only unites neighbours.
+    # Only pieces whose boxes come within the gap can: every pair's boxes at once, then their points.
+    boxes_near = np.all((low[:, None] - high[None] <= gap) & (low[None] - high[:, None] <= gap), axis=2)
     neighbours = [set() for _ in members]
-    for x in range(len(members)):
-        for y in range(x + 1, len(members)):
-            if near(x, y):
-                neighbours[x].add(y)
-                neighbours[y].add(x)
+    for x, y in zip(*(index.tolist() for index in np.nonzero(np.triu(boxes_near, 1)))):
+        if near(x, y):
+            neighbours[x].add(y)
+            neighbours[y].add(x)
     fits = {(x, y): excess(x, y) for x in range(len(members)) for y in neighbours[x] if x < y}
     while fits:
         (x, y), best = min(fits.items(), key=lambda item: (item[1], item[0]))
