@@ -305,18 +305,40 @@ def _bridge_occluded(
     return np.unique(roots[regions], return_inverse=True)[1]
 
 
+def _moments(points: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """The count, sum and sum of outer products of ``points`` (n, 3) as one row (13,), or one row per label of
+    ``labels`` (n,) (L, 13): a union's moments are the sum of its parts', and a part taken out subtracts."""
+    points = points.astype(np.float64)
+    columns = np.hstack([np.ones((len(points), 1)), points, (points[:, :, None] * points[:, None, :]).reshape(-1, 9)])
+    if labels is None:
+        return columns.sum(axis=0)
+    return np.stack([np.bincount(labels, weights=column, minlength=labels.max() + 1) for column in columns.T], axis=1)
+
+
+def _spans_of_moments(moments: np.ndarray) -> np.ndarray:
+    """The spans along the principal axes, longest first, of the points whose :func:`_moments` are ``moments``
+    (..., 13), as the side of the uniform slab with the same second moment: unlike the points' extremes, it does
+    not swing with the axes of a nearly square part."""
+    count = moments[..., :1]
+    mean = moments[..., 1:4] / count
+    scatter = moments[..., 4:].reshape(*moments.shape[:-1], 3, 3) / count[..., None] - mean[..., :, None] * mean[..., None, :]
+    variances = np.clip(np.linalg.eigvalsh(scatter), 0.0, None)
+    return np.sqrt(12.0 * variances[..., ::-1])
+
+
 def _principal_spans(points: np.ndarray) -> np.ndarray:
-    """The spans of ``points`` (n, 3) along their principal axes, longest first, as the side of the uniform
-    slab with the same second moment: unlike the points' extremes, it does not swing with the axes of a
-    nearly square part."""
-    centred = points.astype(np.float64) - points.mean(axis=0)
-    variances = np.clip(np.linalg.eigvalsh(centred.T @ centred / len(points)), 0.0, None)
-    return np.sqrt(12.0 * variances[::-1])
+    """The spans of ``points`` (n, 3) along their principal axes (:func:`_spans_of_moments`)."""
+    return _spans_of_moments(_moments(points))
+
+
+def _moments_excess(moments: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """:func:`_box_excess` of the points whose :func:`_moments` are ``moments`` (..., 13)."""
+    return np.maximum(_spans_of_moments(moments) - box, 0.0).sum(axis=-1)
 
 
 def _box_excess(points: np.ndarray, box: np.ndarray) -> float:
     """How far ``points`` stick out of the part's box, summed over the principal axes (0 when they fit)."""
-    return float(np.maximum(_principal_spans(points) - box, 0.0).sum())
+    return float(_moments_excess(_moments(points), box))
 
 
 def whole_part_sizes(
@@ -466,22 +488,22 @@ def _reassign_fragments(
     owner[raw] = regions
     neighbours = _touching(depth_m, inside, raw)
     regions = regions.copy()
+    region_moments, piece_moments = _moments(points, regions), _moments(points, raw)
     for fragment in fragments:
         own = owner[fragment]
-        others = {owner[n] for n in neighbours[fragment]} - {own}
-        piece, own_points = raw == fragment, regions == own
-        if not others or own_points.sum() == piece.sum():
+        others = np.array(sorted({owner[n] for n in neighbours[fragment]} - {own}), dtype=np.int64)
+        piece = piece_moments[fragment]
+        if len(others) == 0 or region_moments[own, 0] == piece[0]:
             continue
-        kept_excess = _box_excess(points[own_points], box)
-        left_excess = _box_excess(points[own_points & ~piece], box)
-        best, best_gain = None, margin
-        for other in others:
-            other_points = regions == other
-            gain = kept_excess + _box_excess(points[other_points], box) - left_excess - _box_excess(points[other_points | piece], box)
-            if gain > best_gain:
-                best, best_gain = other, gain
-        if best is not None:
-            regions[piece] = owner[fragment] = best
+        kept_excess, left_excess = _moments_excess(np.stack([region_moments[own], region_moments[own] - piece]), box)
+        gain = (
+            kept_excess + _moments_excess(region_moments[others], box) - left_excess - _moments_excess(region_moments[others] + piece, box)
+        )
+        best = int(np.argmax(gain))
+        if gain[best] > margin:
+            regions[raw == fragment] = owner[fragment] = others[best]
+            region_moments[own] -= piece
+            region_moments[others[best]] += piece
     return np.unique(regions, return_inverse=True)[1]
 
 
@@ -521,13 +543,17 @@ def _join_pieces(points: np.ndarray, regions: np.ndarray, size: PartSize) -> np.
     low = np.array([points[m].min(axis=0) for m in members])
     high = np.array([points[m].max(axis=0) for m in members])
     trees = [cKDTree(points[m]) for m in members]
+    moments = _moments(points, regions)
 
     def near(x: int, y: int) -> bool:
         small, large = (x, y) if len(members[x]) <= len(members[y]) else (y, x)
         return bool(np.isfinite(trees[large].query(points[members[small]], distance_upper_bound=gap)[0]).any())
 
-    def excess(x: int, y: int) -> float:
-        return _box_excess(points[np.concatenate([members[x], members[y]])], box)
+    def excess(pairs: list[tuple[int, int]]) -> dict[tuple[int, int], float]:
+        if not pairs:
+            return {}
+        x, y = np.array(pairs).T
+        return dict(zip(pairs, _moments_excess(moments[x] + moments[y], box).tolist()))
 
     # Nearness of a union is nearness to either piece: it is found once, and a merge only unites neighbours.
     # Only pieces whose boxes come within the gap can: every pair's boxes at once, then their points.
@@ -537,19 +563,20 @@ def _join_pieces(points: np.ndarray, regions: np.ndarray, size: PartSize) -> np.
         if near(x, y):
             neighbours[x].add(y)
             neighbours[y].add(x)
-    fits = {(x, y): excess(x, y) for x in range(len(members)) for y in neighbours[x] if x < y}
+    fits = excess([(x, y) for x in range(len(members)) for y in sorted(neighbours[x]) if x < y])
     while fits:
         (x, y), best = min(fits.items(), key=lambda item: (item[1], item[0]))
         if best > margin:
             break
         members[x] = np.concatenate([members[x], members[y]])
         members[y] = members[y][:0]
+        moments[x] += moments[y]
         neighbours[x] = (neighbours[x] | neighbours[y]) - {x, y}
         for z in neighbours[y] - {x}:
             neighbours[z] = (neighbours[z] - {y}) | {x}
         neighbours[y] = set()
         fits = {pair: fit for pair, fit in fits.items() if x not in pair and y not in pair}
-        fits.update({(min(x, z), max(x, z)): excess(x, z) for z in neighbours[x]})
+        fits.update(excess([(min(x, z), max(x, z)) for z in sorted(neighbours[x])]))
     joined = np.zeros(len(points), dtype=np.int64)
     for r, m in enumerate(members):
         joined[m] = r
