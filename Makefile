@@ -37,8 +37,10 @@ $(STAMP): setup.py setup.cfg package.xml constraints.txt
 demo: setup
 	$(VENV)/bin/bin-perception demo --out $(DEMO)
 
+# One thread each: every test worker's torch would otherwise start a thread per core, and the workers' threads
+# then contend for the same cores (torch-heavy tests ran two to three times slower beside another worker).
 test: setup lint
-	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 lint: setup
 	$(VENV)/bin/ruff check .
