@@ -550,23 +550,23 @@ def _signed_permutations() -> np.ndarray:
     return np.array(matrices)
 
 
-def model_fidelity(
+def model_alignments(
     model_points: np.ndarray,
     mesh: trimesh.Trimesh,
     surface_samples: int = 20000,
     seed: int = 0,
-) -> ModelFidelity:
-    """How far a learned point-cloud model is from the part's surface, once best aligned.
+) -> list[ModelFidelity]:
+    """A learned point-cloud model brought onto the part's mesh in each of the ways its shape allows, best first.
 
-    The model lives in a frame of its own, so it is first brought onto the mesh
-    by a rigid transform (rotation and translation; no scaling, no reflection),
-    and the fidelity is the chamfer distance (Eq. 4.1) between the aligned model
-    and points sampled on the mesh surface. Principal axes give the starting
-    rotations: the model's axes are paired with the mesh's in all 24 proper
-    ways, since an imperfect model may order or orient its axes differently, and
-    axes of equal spread (a nut's, in its plane) are arbitrary. Point-to-point
-    ICP refines every start, and the alignment with the smallest chamfer
-    distance wins.
+    The model lives in a frame of its own, so it is brought onto the mesh by a
+    rigid transform (rotation and translation; no scaling, no reflection), and
+    each way is scored by the chamfer distance (Eq. 4.1) between the aligned
+    model and points sampled on the mesh surface. Principal axes give the
+    starting rotations: the model's axes are paired with the mesh's in all 24
+    proper ways, since an imperfect model may order or orient its axes
+    differently, and axes of equal spread (a nut's, in its plane) are arbitrary.
+    Point-to-point ICP refines every start. A model whose ends are alike (a
+    lever's) can fit two of them almost equally.
 
     Args:
         model_points: (m, 3) the learned model, in its own frame and metres.
@@ -575,6 +575,9 @@ def model_fidelity(
             floor under the fidelity (about 0.2 mm on the nut at 20,000), as is
             the spacing of the model's own points.
         seed: seed of the surface sampling.
+
+    Returns:
+        The 24 refined alignments, by increasing chamfer distance.
     """
     model_points = _check_cloud(model_points, "model_points")
     if len(model_points) < 4:
@@ -606,7 +609,91 @@ def model_fidelity(
         to_surface_m, to_model_m = _directed_means(cKDTree(aligned), surface_tree)
         return ModelFidelity(max(to_surface_m, to_model_m), aligned, np.array(part_from_model), to_surface_m, to_model_m)
 
-    return min(map(refined, _signed_permutations()), key=lambda fidelity: fidelity.chamfer_m)
+    return sorted(map(refined, _signed_permutations()), key=lambda fidelity: fidelity.chamfer_m)
+
+
+def model_fidelity(
+    model_points: np.ndarray,
+    mesh: trimesh.Trimesh,
+    surface_samples: int = 20000,
+    seed: int = 0,
+) -> ModelFidelity:
+    """How far a learned point-cloud model is from the part's surface, once best aligned: the first of
+    :func:`model_alignments`, whose arguments it takes."""
+    return model_alignments(model_points, mesh, surface_samples, seed)[0]
+
+
+def taught_alignment(
+    true_poses: Sequence[np.ndarray],
+    pred_poses: Sequence[np.ndarray],
+    candidates: np.ndarray,
+    model_points: np.ndarray,
+    symmetry: str = "none",
+    inlier_deg: float = 30.0,
+) -> np.ndarray:
+    """The ``part_from_model`` (4, 4) that held-out frames' poses teach: the one rigid map from the learned model's
+    frame to the part's under which the predicted poses best agree with the true ones.
+
+    A CAD-free model's frame is its own. A user relates it to the part once, by teaching a grasp on the learned
+    model, and from then on needs each pose to put that grasp on the same place of every part: the poses'
+    agreement with one another, which one fixed map measures. The shape alone fixes that map only as well as
+    the model tells its alignments apart (:func:`model_alignments`), and a few tenths of a millimetre of chamfer
+    can separate a lever from itself turned end for end.
+
+    Each of ``candidates`` (the shape's plausible alignments, (C, 4, 4)) is tried: the poses are matched as
+    :func:`pose_errors` matches them, and the candidate with the smallest median rotation error wins. Its
+    rotation is then refined to the mean of the pairs' own maps within ``inlier_deg`` of it, each taken under
+    the element of the part's ``symmetry`` group nearest it, and its translation to their mean.
+
+    Args:
+        true_poses, pred_poses: per frame, (N, 4, 4) camera_from_part and (M, 4, 4) camera_from_model.
+        candidates: (C, 4, 4) part_from_model alignments to choose among, best guess first.
+        model_points: (k, 3) points on the part in its frame, as :func:`pose_errors` takes them.
+        symmetry: the part's symmetry group.
+        inlier_deg: the largest rotation error of a pair that the refinement takes in.
+    """
+    candidates = np.asarray(candidates, dtype=np.float64)
+    if candidates.ndim != 3 or candidates.shape[1:] != (4, 4) or len(candidates) == 0:
+        raise ValueError(f"candidates must be a non-empty (C, 4, 4) array, got shape {candidates.shape}")
+    if len(true_poses) != len(pred_poses):
+        raise ValueError(f"true_poses has {len(true_poses)} frames and pred_poses {len(pred_poses)}; expected one of each per frame")
+
+    def pairs(part_from_model: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The matched pairs' true poses, predicted poses (camera_from_model) and rotation errors."""
+        truths, predictions, errors = [], [], []
+        for true, pred in zip(true_poses, pred_poses):
+            if len(true) == 0 or len(pred) == 0:
+                continue
+            matched = pose_errors(true, np.asarray(pred) @ np.linalg.inv(part_from_model), model_points, symmetry)
+            truths.append(np.asarray(true)[matched.true_index])
+            predictions.append(np.asarray(pred)[matched.pred_index])
+            errors.append(matched.rotation_error_deg)
+        if not truths:
+            return np.empty((0, 4, 4)), np.empty((0, 4, 4)), np.empty(0)
+        return np.concatenate(truths), np.concatenate(predictions), np.concatenate(errors)
+
+    scored = [(float(np.median(errors)) if len(errors) else np.inf, index) for index, (_, _, errors) in enumerate(map(pairs, candidates))]
+    best = candidates[min(scored)[1]].copy()
+    truths, predictions, _ = pairs(best)
+    if len(truths) == 0:
+        return best
+    group = symmetry_rotations(symmetry, model_points)
+    # Each pair's own map, up to the part's symmetry: part_from_model = S^-1 @ part_from_camera @ camera_from_model.
+    own = np.linalg.inv(truths) @ predictions
+    for _ in range(3):
+        # The symmetry element that brings each pair's map nearest the current one.
+        turned = np.einsum("gji,njk->ngik", group, own[:, :3, :3])
+        angles = Rotation.from_matrix((turned @ best[:3, :3].T).reshape(-1, 3, 3)).magnitude().reshape(turned.shape[:2])
+        nearest = angles.argmin(axis=1)
+        inliers = np.degrees(angles[np.arange(len(own)), nearest]) < inlier_deg
+        if not inliers.any():
+            break
+        rotations = turned[np.arange(len(own)), nearest][inliers]
+        u, _, vt = np.linalg.svd(rotations.sum(axis=0))
+        best[:3, :3] = u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
+        translations = np.einsum("gji,nj->ngi", group, own[:, :3, 3])[np.arange(len(own)), nearest][inliers]
+        best[:3, 3] = translations.mean(axis=0)
+    return best
 
 
 def model_fidelity_floor(mesh: trimesh.Trimesh, model_point_count: int, surface_samples: int = 20000, seed: int = 0) -> float:

@@ -17,6 +17,7 @@ from bin_perception.metrics import (
     pose_errors,
     pose_recalls,
     rotation_error_deg,
+    taught_alignment,
 )
 from bin_perception.sim.parts import load_part
 from bin_perception.sim.scene import BinSimulator
@@ -416,3 +417,47 @@ def test_the_axis_error_leaves_out_the_turn_about_the_symmetry_axis():
     assert recalls.axis_median_deg == pytest.approx(3.0)
     assert pose_recalls([errors], part_diameter(hexagon), "none").axis_median_deg is None
     assert np.isnan(pose_errors(_at(0.5), tilted[None], hexagon, "none").axis_error_deg).all()
+
+
+def _part_from_model(rng) -> np.ndarray:
+    T = random_rigid(rng)
+    T[:3, 3] *= 0.05  # a model's centre lies within a few millimetres of the part's
+    return T
+
+
+@pytest.mark.parametrize("symmetry", ["none", "C6"])
+def test_the_frames_poses_teach_the_map_that_the_shape_could_not_tell(nut_scene, symmetry):
+    """A model whose shape ties its alignment with that alignment turned end for end: the poses of held-out
+    frames choose the right one, and refine it to within their noise, whatever symmetry each pose is given in."""
+    _, true_poses, surface = nut_scene
+    rng = np.random.default_rng(4)
+    part_from_model = _part_from_model(rng)
+    group = [rotation_about([0, 0, 1], 60 * k) for k in range(6)] if symmetry == "C6" else [np.eye(3)]
+    true_frames, pred_frames = [], []
+    for _ in range(8):
+        noise = np.stack([turned(np.eye(4)[None], rotation_about(rng.normal(size=3), rng.normal(0, 3)))[0] for _ in true_poses])
+        noise[:, :3, 3] = rng.normal(0, 0.0005, (len(true_poses), 3))
+        # camera_from_model = camera_from_part @ S @ part_from_model, up to a few degrees and half a millimetre.
+        spins = np.stack([turned(np.eye(4)[None], group[rng.integers(len(group))])[0] for _ in true_poses])
+        true_frames.append(true_poses)
+        pred_frames.append(true_poses @ spins @ part_from_model @ noise)
+    flipped = part_from_model @ turned(np.eye(4)[None], rotation_about([1, 0, 0], 180))[0]
+    off = part_from_model.copy()
+    off[:3, :3] = off[:3, :3] @ rotation_about([0, 1, 0], 12)
+    taught = taught_alignment(true_frames, pred_frames, np.stack([flipped, off]), surface, symmetry)
+    assert rotation_error_deg(part_from_model[:3, :3], taught[:3, :3], symmetry) < 1.5
+    assert np.linalg.norm(taught[:3, 3] - part_from_model[:3, 3]) < 5e-4
+    # With the flip alone to choose from, it is refined only within reach of the flip: the poses do not
+    # invent a map the shape never offered.
+    stuck = taught_alignment(true_frames, pred_frames, flipped[None], surface, symmetry)
+    assert rotation_error_deg(part_from_model[:3, :3], stuck[:3, :3], symmetry) > 150
+
+
+def test_taught_alignment_rejects_bad_input(nut_scene):
+    _, true_poses, surface = nut_scene
+    with pytest.raises(ValueError, match="candidates"):
+        taught_alignment([true_poses], [true_poses], np.eye(4), surface)
+    with pytest.raises(ValueError, match="one of each per frame"):
+        taught_alignment([true_poses], [], np.eye(4)[None], surface)
+    # No frame with both a true and a predicted pose: the first candidate stands.
+    assert np.array_equal(taught_alignment([true_poses], [np.empty((0, 4, 4))], np.eye(4)[None], surface), np.eye(4))

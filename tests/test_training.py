@@ -60,6 +60,10 @@ def test_evaluate_writes_its_report_and_the_model_beats_chance(trained_run, tmp_
     assert metrics["model_fidelity_m"] == max(metrics["model_to_surface_m"], metrics["surface_to_model_m"])
     assert 0 < metrics["model_fidelity_floor_m"] < metrics["model_fidelity_m"]
     assert "A perfect model of as many points" in (report / "report.md").read_text()
+    # The poses are scored under the map that the tuning frames teach, and under the shape's alone beside it.
+    model = methods["model"]
+    assert 0 <= model["shape_alignment_add_recall"] <= 1 and 0 <= model["taught_alignment_deg"] <= 180
+    assert "as the tuning frames' poses teach it" in (report / "report.md").read_text()
     assert json.loads((report / "metrics.json").read_text())["methods"]["kmeans"]["f1"] == methods["kmeans"]["f1"]
     for name in ("report.md", "segments_model.png", "segments_kmeans.png", "model_vs_mesh.png"):
         assert (report / name).stat().st_size > 0

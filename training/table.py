@@ -43,6 +43,7 @@ TRAIN_SEED, TEST_SEED = 1, 2
 SCORES = (
     "f1", "precision", "recall", "add_recall", "ar", "ar_mssd", "ar_mspd", "rotation_median_deg", "rotation_p90_deg", "top_pick",
     "true_segments_add_recall", "true_segments_ar", "true_segments_rotation_median_deg",
+    "shape_alignment_add_recall", "shape_alignment_rotation_median_deg",
 )
 
 
