@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import open3d as o3d
-from scipy.spatial.transform import Rotation
 
 from ..baselines import choose_dbscan_eps, run_baseline
 from ..config import AUTO, Config, ConfigError, TopicsConfig
@@ -54,6 +53,7 @@ from ..metrics import (
     part_diameter,
     pose_errors,
     pose_recalls,
+    rotation_error_deg,
     taught_alignment,
 )
 from ..model import BinPerception, CheckpointError, load_checkpoint
@@ -183,6 +183,7 @@ def evaluate(
         if alignments
         else None
     )
+    model_from_part = np.linalg.inv(part_from_model) if part_from_model is not None else None
     frame_pose_errors: list[PoseErrors] = []  # the model's, one per frame scored
     frame_confidences: list[np.ndarray] = []  # its poses' confidences, likewise
     # A per-seed model's poses fitted to the true segments: whether a wrong pose is the segments' fault or the model's.
@@ -232,7 +233,6 @@ def evaluate(
             if method == "model":
                 row["chamfer_m"] = chamfer_distance(points_m, normalization.to_metres(rendered.visible_points))
                 if fidelity is not None:
-                    model_from_part = np.linalg.inv(part_from_model)
                     errors = pose_errors(frame.gt_poses, prediction.poses @ model_from_part, mesh_points, symmetry, frame.K)
                     shape_posed = prediction.poses @ np.linalg.inv(fidelity.part_from_model)
                     shape_errors.append(pose_errors(frame.gt_poses, shape_posed, mesh_points, symmetry))
@@ -271,7 +271,7 @@ def evaluate(
         on_shape = pose_recalls(shape_errors, part_diameter(mesh.vertices), symmetry, evaluation[0].depth_m.shape[1])
         summary["model"].update(
             shape_alignment_add_recall=on_shape.add_recall, shape_alignment_rotation_median_deg=on_shape.rotation_median_deg,
-            taught_alignment_deg=_turn_deg(fidelity.part_from_model, part_from_model),
+            taught_alignment_deg=float(rotation_error_deg(fidelity.part_from_model[:3, :3], part_from_model[:3, :3])),
             taught_alignment_shift_m=float(np.linalg.norm(fidelity.part_from_model[:3, 3] - part_from_model[:3, 3])),
         )
         if true_segment_errors:
@@ -337,11 +337,6 @@ def _taught_part_from_model(
     if not true_poses:
         return best.part_from_model
     return taught_alignment(true_poses, pred_poses, tied, mesh_points, symmetry)
-
-
-def _turn_deg(a: np.ndarray, b: np.ndarray) -> float:
-    """The angle between two rigid maps' rotations, in degrees."""
-    return float(np.degrees(Rotation.from_matrix(a[:3, :3] @ b[:3, :3].T).magnitude()))
 
 
 def _other_segmentation(perception: BinPerception) -> str:
